@@ -53,8 +53,7 @@ func CheckPublic(raw []byte) error {
 	if !jwk.IsPublic() {
 		return fail("not a public key")
 	}
-	alg := jwk.Algorithm
-	if err := checkKeyAlg(alg, jwk.Key); err != nil {
+	if err := checkKeyAlg(jwk.Algorithm, jwk.Key); err != nil {
 		return fail("%v", err)
 	}
 	want, err := KID(jwk.Key)

@@ -1,6 +1,7 @@
 package keys
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"sync"
@@ -42,11 +43,8 @@ func fixture(t *testing.T, alg string, withCert bool) *Material {
 	}
 	// Hand out a copy so no test can disturb another through shared slices.
 	c := *m
-	c.PrivatePEM = append([]byte(nil), m.PrivatePEM...)
-	c.CertPEM = append([]byte(nil), m.CertPEM...)
-	if m.CertPEM == nil {
-		c.CertPEM = nil
-	}
+	c.PrivatePEM = bytes.Clone(m.PrivatePEM)
+	c.CertPEM = bytes.Clone(m.CertPEM) // stays nil without a certificate
 	return &c
 }
 

@@ -86,16 +86,22 @@ type CertOptions struct {
 // (2048, 3072 or 4096; 0 means 2048). cert, when non-nil, adds a
 // self-signed certificate.
 func Generate(alg string, rsaBits int, cert *CertOptions) (*Material, error) {
-	key, err := newKey(alg, rsaBits)
+	// Check every argument before generating: an RSA 4096 key takes seconds.
+	if !isSupported(alg) {
+		return nil, errUnsupported(alg)
+	}
+	bits, err := rsaSize(alg, rsaBits)
 	if err != nil {
 		return nil, err
 	}
-	// Validate the options before doing more work, but after the algorithm
-	// checks so a bad algorithm is always the reported error.
 	if cert != nil {
 		if err := cert.validate(); err != nil {
 			return nil, err
 		}
+	}
+	key, err := newKey(alg, bits)
+	if err != nil {
+		return nil, fmt.Errorf("keys: generating %s key: %w", alg, err)
 	}
 	m, err := fromSigner(alg, key)
 	if err != nil {
@@ -109,31 +115,31 @@ func Generate(alg string, rsaBits int, cert *CertOptions) (*Material, error) {
 	return m, nil
 }
 
-func newKey(alg string, rsaBits int) (crypto.Signer, error) {
-	switch {
-	case IsRSA(alg):
-		bits, err := rsaSize(rsaBits)
-		if err != nil {
-			return nil, err
-		}
+// newKey generates a key for a supported alg; bits is used only for RSA.
+func newKey(alg string, bits int) (crypto.Signer, error) {
+	if IsRSA(alg) {
 		return rsa.GenerateKey(rand.Reader, bits)
-	case curveFor(alg) != nil:
-		return ecdsa.GenerateKey(curveFor(alg), rand.Reader)
-	case alg == EdDSA:
+	}
+	if alg == EdDSA {
 		_, priv, err := ed25519.GenerateKey(rand.Reader)
 		return priv, err
 	}
-	return nil, errUnsupported(alg)
+	return ecdsa.GenerateKey(curveFor(alg), rand.Reader)
 }
 
-func rsaSize(bits int) (int, error) {
+// rsaSize returns the modulus size for alg: the requested one for RSA
+// algorithms (0 meaning the default), and 0 for the others, which ignore it.
+func rsaSize(alg string, bits int) (int, error) {
+	if !IsRSA(alg) {
+		return 0, nil
+	}
 	switch bits {
 	case 0:
 		return DefaultRSABits, nil
 	case 2048, 3072, 4096:
 		return bits, nil
 	}
-	return 0, fmt.Errorf("keys: unsupported RSA key size %d (want 2048, 3072 or 4096)", bits)
+	return 0, fmt.Errorf("keys: unsupported RSA key size %d for %s (want 2048, 3072 or 4096)", bits, alg)
 }
 
 func (o *CertOptions) validate() error {
