@@ -93,8 +93,8 @@ type TenantIdentitySpec struct {
 // KeyPolicy is how keys are generated and how long each phase lasts.
 // Durations are Go duration strings such as 720h, 90m or 5s.
 // +kubebuilder:validation:XValidation:rule="!has(self.rsaKeySize) || self.algorithm.startsWith('RS') || self.algorithm.startsWith('PS')",message="rsaKeySize is only valid with the RS* and PS* algorithms"
-// +kubebuilder:validation:XValidation:rule="!(self.overlap.matches('^([0-9]+([.][0-9]+)?(ns|us|ms|s|m|h))+$') && self.tokenTTL.matches('^([0-9]+([.][0-9]+)?(ns|us|ms|s|m|h))+$')) || duration(self.overlap) >= duration(self.tokenTTL)",message="overlap must be at least tokenTTL, so that a token signed just before a key retires still verifies"
-// +kubebuilder:validation:XValidation:rule="!(self.rotationPeriod.matches('^([0-9]+([.][0-9]+)?(ns|us|ms|s|m|h))+$') && self.prePublish.matches('^([0-9]+([.][0-9]+)?(ns|us|ms|s|m|h))+$')) || duration(self.rotationPeriod) > duration(self.prePublish)",message="rotationPeriod must be longer than prePublish"
+// +kubebuilder:validation:XValidation:rule="!has(self.overlap) || !has(self.tokenTTL) || !(self.overlap.matches('^([0-9]+([.][0-9]+)?(ns|us|ms|s|m|h))+$') && self.tokenTTL.matches('^([0-9]+([.][0-9]+)?(ns|us|ms|s|m|h))+$')) || duration(self.overlap) >= duration(self.tokenTTL)",message="overlap must be at least tokenTTL, so that a token signed just before a key retires still verifies"
+// +kubebuilder:validation:XValidation:rule="!has(self.rotationPeriod) || !has(self.prePublish) || !(self.rotationPeriod.matches('^([0-9]+([.][0-9]+)?(ns|us|ms|s|m|h))+$') && self.prePublish.matches('^([0-9]+([.][0-9]+)?(ns|us|ms|s|m|h))+$')) || duration(self.rotationPeriod) > duration(self.prePublish)",message="rotationPeriod must be longer than prePublish"
 type KeyPolicy struct {
 	// algorithm signs the tokens. Default ES256.
 	// +optional
