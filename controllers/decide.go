@@ -1,0 +1,129 @@
+package controllers
+
+import (
+	"fmt"
+	"time"
+
+	identityv1alpha1 "github.com/signet-dev/signet/api/v1alpha1"
+	"github.com/signet-dev/signet/internal/keys"
+	"github.com/signet-dev/signet/internal/rotation"
+)
+
+// The tenancy decisions: small pure functions over what gather read.
+
+// refusal is why a TenantIdentity may not publish, as a condition reason and
+// a message for humans.
+type refusal struct {
+	reason, message string
+}
+
+// orgBindingRefusal: with org binding on, the namespace must carry the org
+// label with the TenantIdentity's org (set by the cluster admin), so a tenant
+// cannot claim another tenant's org by naming it.
+func orgBindingRefusal(ti *identityv1alpha1.TenantIdentity, namespaceLabels map[string]string, bindingOn bool) *refusal {
+	if !bindingOn {
+		return nil
+	}
+	bound, ok := namespaceLabels[identityv1alpha1.LabelOrg]
+	switch {
+	case !ok:
+		return &refusal{identityv1alpha1.ReasonOrgNotBound, fmt.Sprintf(
+			"namespace %s has no label %s; a cluster admin must set it to %q to let this namespace publish keys for org %q",
+			ti.Namespace, identityv1alpha1.LabelOrg, ti.Spec.Org, ti.Spec.Org)}
+	case bound != ti.Spec.Org:
+		return &refusal{identityv1alpha1.ReasonOrgNotBound, fmt.Sprintf(
+			"namespace %s is bound to org %q, not %q", ti.Namespace, bound, ti.Spec.Org)}
+	}
+	return nil
+}
+
+// claimWinner is the TenantIdentity that owns an org/site among all its
+// claimants: the oldest, ties broken by namespace then name, so every
+// replica and the server pick the same one.
+func claimWinner(claimants []identityv1alpha1.TenantIdentity) *identityv1alpha1.TenantIdentity {
+	var winner *identityv1alpha1.TenantIdentity
+	for i := range claimants {
+		c := &claimants[i]
+		if c.DeletionTimestamp != nil {
+			continue
+		}
+		if winner == nil || olderClaim(c, winner) {
+			winner = c
+		}
+	}
+	return winner
+}
+
+func olderClaim(a, b *identityv1alpha1.TenantIdentity) bool {
+	if !a.CreationTimestamp.Equal(&b.CreationTimestamp) {
+		return a.CreationTimestamp.Before(&b.CreationTimestamp)
+	}
+	if a.Namespace != b.Namespace {
+		return a.Namespace < b.Namespace
+	}
+	return a.Name < b.Name
+}
+
+// conflictRefusal refuses ti when an older TenantIdentity claims its org/site.
+func conflictRefusal(ti *identityv1alpha1.TenantIdentity, claimants []identityv1alpha1.TenantIdentity) *refusal {
+	w := claimWinner(append([]identityv1alpha1.TenantIdentity{*ti}, claimants...))
+	if w == nil || (w.Namespace == ti.Namespace && w.Name == ti.Name) {
+		return nil
+	}
+	return &refusal{identityv1alpha1.ReasonConflict, fmt.Sprintf(
+		"org %q site %q is already claimed by the older TenantIdentity %s/%s; this one publishes nothing",
+		ti.Spec.Org, ti.Spec.SiteID, w.Namespace, w.Name)}
+}
+
+// policyFromSpec turns the spec's key policy into the rotation policy. The
+// CRD refuses all of these errors at admission; they can still reach us
+// from objects stored before a rule existed.
+func policyFromSpec(p identityv1alpha1.KeyPolicy) (rotation.Policy, error) {
+	out := rotation.Policy{Algorithm: string(p.Algorithm), RSAKeySize: keys.DefaultRSABits}
+	if out.Algorithm == "" {
+		out.Algorithm = keys.ES256
+	}
+	if p.RSAKeySize != nil {
+		out.RSAKeySize = int(*p.RSAKeySize)
+	}
+	durations := []struct {
+		name, value, fallback string
+		into                  *time.Duration
+	}{
+		{"rotationPeriod", p.RotationPeriod, "720h", &out.RotationPeriod},
+		{"prePublish", p.PrePublish, "1h", &out.PrePublish},
+		{"overlap", p.Overlap, "24h", &out.Overlap},
+		{"tokenTTL", p.TokenTTL, "1h", &out.TokenTTL},
+	}
+	for _, d := range durations {
+		v := d.value
+		if v == "" {
+			v = d.fallback
+		}
+		parsed, err := time.ParseDuration(v)
+		if err != nil || parsed <= 0 {
+			return out, fmt.Errorf("keys.%s %q is not a positive Go duration", d.name, v)
+		}
+		*d.into = parsed
+	}
+	switch {
+	case out.Overlap < out.TokenTTL:
+		return out, fmt.Errorf("keys.overlap %s is shorter than keys.tokenTTL %s", out.Overlap, out.TokenTTL)
+	case out.RotationPeriod <= out.PrePublish:
+		return out, fmt.Errorf("keys.rotationPeriod %s is not longer than keys.prePublish %s", out.RotationPeriod, out.PrePublish)
+	}
+	return out, nil
+}
+
+// issuer is the spec's issuer or the default under the public base URL.
+func issuer(ti *identityv1alpha1.TenantIdentity, publicBaseURL string) string {
+	if ti.Spec.Issuer != "" {
+		return ti.Spec.Issuer
+	}
+	return publicBaseURL + identityv1alpha1.BasePath(ti.Spec.Org, ti.Spec.SiteID)
+}
+
+// jwksURI is where the server publishes ti's JWKS.
+func jwksURI(ti *identityv1alpha1.TenantIdentity, publicBaseURL string) string {
+	return publicBaseURL + identityv1alpha1.BasePath(ti.Spec.Org, ti.Spec.SiteID) + "/.well-known/jwks.json"
+}

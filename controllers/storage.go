@@ -1,0 +1,220 @@
+package controllers
+
+import (
+	"fmt"
+	"maps"
+	"strconv"
+	"strings"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	identityv1alpha1 "github.com/signet-dev/signet/api/v1alpha1"
+	"github.com/signet-dev/signet/internal/keys"
+	"github.com/signet-dev/signet/internal/rotation"
+)
+
+// A key Secret stores its key in data (immutable) and its record in
+// annotations (mutable), so that a lost status never loses a timeline.
+const (
+	dataKeyPEM  = "key.pem"
+	dataCertPEM = "cert.pem"
+	dataKeyJWK  = "key.jwk"
+	dataKID     = "kid"
+	dataAlg     = "alg"
+
+	annKID         = "identity.signet.dev/kid"
+	annAlgorithm   = "identity.signet.dev/algorithm"
+	annState       = "identity.signet.dev/state"
+	annPublishedAt = "identity.signet.dev/published-at"
+	annActivatesAt = "identity.signet.dev/activates-at"
+	annRotatesAt   = "identity.signet.dev/rotates-at"
+	annRetiredAt   = "identity.signet.dev/retired-at"
+	annRemovesAt   = "identity.signet.dev/removes-at"
+	annTrigger     = "identity.signet.dev/trigger"
+
+	// secretTypeKey marks signet's key Secrets for humans and tools.
+	secretTypeKey corev1.SecretType = "identity.signet.dev/signing-key"
+)
+
+var recordTimes = []struct {
+	annotation string
+	field      func(*rotation.Key) *time.Time
+}{
+	{annPublishedAt, func(k *rotation.Key) *time.Time { return &k.PublishedAt }},
+	{annActivatesAt, func(k *rotation.Key) *time.Time { return &k.ActivatesAt }},
+	{annRotatesAt, func(k *rotation.Key) *time.Time { return &k.RotatesAt }},
+	{annRetiredAt, func(k *rotation.Key) *time.Time { return &k.RetiredAt }},
+	{annRemovesAt, func(k *rotation.Key) *time.Time { return &k.RemovesAt }},
+}
+
+// recordAnnotations encodes a key's record. Times keep nanoseconds so that
+// a record read back equals the one written.
+func recordAnnotations(k rotation.Key) map[string]string {
+	ann := map[string]string{
+		annKID:       k.KID,
+		annAlgorithm: k.Algorithm,
+		annState:     string(k.State),
+	}
+	for _, rt := range recordTimes {
+		if t := *rt.field(&k); !t.IsZero() {
+			ann[rt.annotation] = t.UTC().Format(time.RFC3339Nano)
+		}
+	}
+	if k.Trigger != "" {
+		ann[annTrigger] = k.Trigger
+	}
+	return ann
+}
+
+// recordFromSecret decodes a key Secret's record.
+func recordFromSecret(s *corev1.Secret) (rotation.Key, error) {
+	ann := s.Annotations
+	k := rotation.Key{
+		KID:       ann[annKID],
+		Algorithm: ann[annAlgorithm],
+		State:     rotation.State(ann[annState]),
+		Trigger:   ann[annTrigger],
+	}
+	if k.KID == "" || k.Algorithm == "" {
+		return k, fmt.Errorf("secret %s has no kid or algorithm annotation", s.Name)
+	}
+	switch k.State {
+	case rotation.Next, rotation.Active, rotation.Retired:
+	default:
+		return k, fmt.Errorf("secret %s has an unknown state %q", s.Name, k.State)
+	}
+	for _, rt := range recordTimes {
+		v, ok := ann[rt.annotation]
+		if !ok {
+			continue
+		}
+		t, err := time.Parse(time.RFC3339Nano, v)
+		if err != nil {
+			return k, fmt.Errorf("secret %s: annotation %s: %w", s.Name, rt.annotation, err)
+		}
+		*rt.field(&k) = t
+	}
+	return k, nil
+}
+
+// keySecretName is <name>-<short kid>: stable, and short enough for any
+// TenantIdentity name Kubernetes accepts.
+func keySecretName(ti *identityv1alpha1.TenantIdentity, kid string) (string, error) {
+	short, err := keys.ShortKID(kid)
+	if err != nil {
+		return "", err
+	}
+	name := ti.Name
+	if len(name) > 253-len(short)-1 {
+		name = name[:253-len(short)-1]
+	}
+	return name + "-" + short, nil
+}
+
+// ownedMeta is the metadata of every object the controller creates for ti.
+func ownedMeta(ti *identityv1alpha1.TenantIdentity, name, component string) metav1.ObjectMeta {
+	return metav1.ObjectMeta{
+		Name:      name,
+		Namespace: ti.Namespace,
+		Labels: map[string]string{
+			identityv1alpha1.LabelTenantIdentity: ti.Name,
+			identityv1alpha1.LabelComponent:      component,
+			"app.kubernetes.io/managed-by":       "signet",
+		},
+		OwnerReferences: []metav1.OwnerReference{*metav1.NewControllerRef(ti, identityv1alpha1.GroupVersion.WithKind("TenantIdentity"))},
+	}
+}
+
+// keySecret is the immutable Secret of one new key with its record.
+func keySecret(ti *identityv1alpha1.TenantIdentity, m *keys.Material, rec rotation.Key) (*corev1.Secret, error) {
+	name, err := keySecretName(ti, m.KID)
+	if err != nil {
+		return nil, err
+	}
+	short, _ := keys.ShortKID(m.KID)
+	meta := ownedMeta(ti, name, identityv1alpha1.ComponentKey)
+	meta.Labels[identityv1alpha1.LabelKID] = short
+	meta.Annotations = recordAnnotations(rec)
+	data := map[string][]byte{dataKeyPEM: m.PrivatePEM}
+	if len(m.CertPEM) > 0 {
+		data[dataCertPEM] = m.CertPEM
+	}
+	immutable := true
+	return &corev1.Secret{ObjectMeta: meta, Type: secretTypeKey, Immutable: &immutable, Data: data}, nil
+}
+
+// materialFromSecret loads the key a key Secret holds.
+func materialFromSecret(s *corev1.Secret, alg string) (*keys.Material, error) {
+	return keys.Load(s.Data[dataKeyPEM], alg, s.Data[dataCertPEM])
+}
+
+// signingSecretData is what a signing workload mounts: the Active key only.
+func signingSecretData(m *keys.Material) (map[string][]byte, error) {
+	jwk, err := m.PrivateJWK()
+	if err != nil {
+		return nil, err
+	}
+	return map[string][]byte{
+		dataKeyPEM: m.PrivatePEM,
+		dataKeyJWK: jwk,
+		dataKID:    []byte(m.KID),
+		dataAlg:    []byte(m.Algorithm),
+	}, nil
+}
+
+// jwksConfigMapData is the ConfigMap's data for the published kids, in
+// order, with its key-order annotation value.
+func jwksConfigMapData(published []string, publicJWKs map[string][]byte) (map[string]string, string) {
+	data := make(map[string]string, len(published))
+	order := make([]string, 0, len(published))
+	for _, kid := range published {
+		jwk, ok := publicJWKs[kid]
+		if !ok {
+			continue
+		}
+		data[configMapKey(kid)] = string(jwk)
+		order = append(order, kid)
+	}
+	return data, strings.Join(order, ",")
+}
+
+// configMapKey is the data key of a kid's public JWK.
+func configMapKey(kid string) string { return kid + ".json" }
+
+// kidsOfConfigMap lists the kids a JWKS ConfigMap publishes.
+func kidsOfConfigMap(cm *corev1.ConfigMap) []string {
+	if cm == nil {
+		return nil
+	}
+	kids := make([]string, 0, len(cm.Data))
+	for k := range cm.Data {
+		if kid, ok := strings.CutSuffix(k, ".json"); ok {
+			kids = append(kids, kid)
+		}
+	}
+	return kids
+}
+
+// desiredConfigMap is the JWKS ConfigMap for the published kids. Its
+// sequence number grows by one whenever its keys change.
+func desiredConfigMap(ti *identityv1alpha1.TenantIdentity, current *corev1.ConfigMap, published []string, publicJWKs map[string][]byte) *corev1.ConfigMap {
+	data, order := jwksConfigMapData(published, publicJWKs)
+	seq := int64(1)
+	if current != nil {
+		prev, _ := strconv.ParseInt(current.Annotations[identityv1alpha1.AnnotationSequence], 10, 64)
+		seq = prev
+		if !maps.Equal(current.Data, data) || current.Annotations[identityv1alpha1.AnnotationKeyOrder] != order {
+			seq++
+		}
+	}
+	meta := ownedMeta(ti, identityv1alpha1.JWKSConfigMapName(ti.Name), identityv1alpha1.ComponentJWKS)
+	meta.Labels[identityv1alpha1.LabelOrg] = ti.Spec.Org
+	meta.Labels[identityv1alpha1.LabelSite] = ti.Spec.SiteID
+	meta.Annotations = map[string]string{
+		identityv1alpha1.AnnotationKeyOrder: order,
+		identityv1alpha1.AnnotationSequence: strconv.FormatInt(seq, 10),
+	}
+	return &corev1.ConfigMap{ObjectMeta: meta, Data: data}
+}
