@@ -1,0 +1,316 @@
+/*
+Copyright 2026 The signet authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package jwks
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/signet-dev/signet/api/v1alpha1"
+	"github.com/signet-dev/signet/internal/keys"
+)
+
+// This file turns the input of one org/site into its three documents. It
+// is a pure function: same input, same bytes, same ETags, in every replica.
+
+// route is one of the three documents; routeUnknown is for metrics only.
+type route int
+
+const (
+	routeJWKS route = iota
+	routeSPIFFE
+	routeDiscovery
+	numDocs // number of documents; also routeUnknown
+
+	routeUnknown = numDocs
+	numRoutes    = numDocs + 1
+)
+
+// routeNames are the values of the "route" metric label.
+var routeNames = [numRoutes]string{"jwks", "spiffe_jwks", "openid_configuration", "unknown"}
+
+// routeSuffixes are the paths under BasePath.
+var routeSuffixes = [numDocs]string{
+	routeJWKS:      "/.well-known/jwks.json",
+	routeSPIFFE:    "/.well-known/spiffe/jwks.json",
+	routeDiscovery: "/.well-known/openid-configuration",
+}
+
+// Values of the JWK "use" member in each JWKS.
+const (
+	useSig     = "sig"
+	useJWTSVID = "jwt-svid"
+)
+
+// jsonSuffix ends every data key of a JWKS ConfigMap: "<kid>.json".
+const jsonSuffix = ".json"
+
+// publicMembers are the JWK members republished, in this order: those of
+// EC, RSA and OKP public keys and of their certificates. Anything else a
+// stored document carries (key_ops, ext, ...) is dropped rather than
+// relayed: keys.CheckPublic already refused every known private member, and
+// an allowlist also keeps out the ones nobody thought of.
+var publicMembers = []string{"kty", "kid", "alg", "use", "crv", "n", "e", "x", "y", "x5c", "x5t", "x5t#S256"}
+
+// storedKey is one data entry of a JWKS ConfigMap.
+type storedKey struct {
+	Name string // "<kid>.json"
+	JSON []byte
+}
+
+// tenantInput is everything the documents of one org/site are built from.
+type tenantInput struct {
+	Org, SiteID string
+	Issuer      string
+	BaseURL     string // public base URL, without a trailing slash
+	MaxAge      int64  // Cache-Control max-age, seconds, >= 0
+	Sequence    uint64 // spiffe_sequence
+	Keys        []storedKey
+}
+
+// document is one pre-serialized response. The header values are
+// single-element slices built once, assigned (never appended to) per
+// request, so a 200 costs no allocation for headers.
+type document struct {
+	body     []byte
+	etag     string   // quoted strong entity-tag
+	etagHdr  []string // {etag}
+	cacheHdr []string // {"public, max-age=N"}
+	lenHdr   []string // {len(body)}
+}
+
+// entry is what the server holds for one org/site. It is immutable once
+// stored; a change stores a new entry.
+type entry struct {
+	docs [numDocs]document
+	// bad is set when a stored key was refused: every document of the
+	// org/site answers 502 until the ConfigMap is fixed.
+	bad bool
+}
+
+// badEntry is the entry of an org/site whose ConfigMap holds a bad key.
+var badEntry = &entry{bad: true}
+
+// sameAs reports whether serving e instead of o changes no response, so
+// that a TenantIdentity status update that changes nothing served does not
+// copy the store.
+func (e *entry) sameAs(o *entry) bool {
+	switch {
+	case e == nil || o == nil:
+		return e == o
+	case e.bad || o.bad:
+		return e.bad == o.bad
+	}
+	for r := range e.docs {
+		if e.docs[r].etag != o.docs[r].etag || e.docs[r].cacheHdr[0] != o.docs[r].cacheHdr[0] {
+			return false
+		}
+	}
+	return true
+}
+
+// keyError says which data entry was refused and why. It never holds the
+// entry's value: the errors of keys.CheckPublic name members, not values.
+type keyError struct {
+	name string
+	err  error
+}
+
+func (e *keyError) Error() string {
+	return fmt.Sprintf("data entry %q: %v", truncate(e.name, 80), e.err)
+}
+
+func (e *keyError) Unwrap() error { return e.err }
+
+// buildEntry checks every stored key and serializes the three documents.
+// One bad key refuses the whole org/site: serving the others would hide the
+// problem and could drop the Active key.
+func buildEntry(in tenantInput) (*entry, error) {
+	pub := make([]publicKey, 0, len(in.Keys))
+	for _, k := range in.Keys {
+		pk, err := checkKey(k)
+		if err != nil {
+			return nil, &keyError{name: k.Name, err: err}
+		}
+		pub = append(pub, pk)
+	}
+	cache := "public, max-age=" + strconv.FormatInt(in.MaxAge, 10)
+	bodies := [numDocs][]byte{
+		routeJWKS:      keySetBody(pub, useSig, nil),
+		routeSPIFFE:    keySetBody(pub, useJWTSVID, spiffeMembers(in)),
+		routeDiscovery: discoveryBody(in, pub),
+	}
+	e := &entry{}
+	for r, body := range bodies {
+		e.docs[r] = newDocument(body, cache)
+	}
+	return e, nil
+}
+
+// newDocument computes the ETag and the header values of body.
+func newDocument(body []byte, cacheControl string) document {
+	etag := entityTag(body)
+	return document{
+		body:     body,
+		etag:     etag,
+		etagHdr:  []string{etag},
+		cacheHdr: []string{cacheControl},
+		lenHdr:   []string{strconv.Itoa(len(body))},
+	}
+}
+
+// entityTag is a strong ETag: base64url of the first 144 bits of the
+// body's SHA-256, quoted. Equal bodies have equal tags in every replica.
+func entityTag(body []byte) string {
+	sum := sha256.Sum256(body)
+	return `"` + base64.RawURLEncoding.EncodeToString(sum[:18]) + `"`
+}
+
+// publicKey is a stored key that passed the checks, as raw members.
+type publicKey struct {
+	alg     string
+	members map[string]json.RawMessage
+}
+
+// checkKey applies keys.CheckPublic (parses, no private member, kty, kid
+// and alg present, kid = RFC 7638 thumbprint) and checks that the entry's
+// name is "<kid>.json", so an entry cannot pose as another key.
+func checkKey(k storedKey) (publicKey, error) {
+	kid, ok := strings.CutSuffix(k.Name, jsonSuffix)
+	if !ok {
+		return publicKey{}, fmt.Errorf("name is not <kid>%s", jsonSuffix)
+	}
+	if err := keys.CheckPublic(k.JSON); err != nil {
+		return publicKey{}, err
+	}
+	var members map[string]json.RawMessage
+	if err := json.Unmarshal(k.JSON, &members); err != nil {
+		return publicKey{}, fmt.Errorf("not a JSON object")
+	}
+	var docKID, alg string
+	if json.Unmarshal(members["kid"], &docKID) != nil || docKID != kid {
+		return publicKey{}, fmt.Errorf("kid member differs from the entry name")
+	}
+	if json.Unmarshal(members["alg"], &alg) != nil {
+		return publicKey{}, fmt.Errorf("alg is not a string")
+	}
+	return publicKey{alg: alg, members: members}, nil
+}
+
+// writeJWK writes k as compact JSON: the allowlisted members in a fixed
+// order, with use set to the document's value.
+func (k publicKey) writeJWK(buf *bytes.Buffer, use string) {
+	buf.WriteByte('{')
+	first := true
+	for _, name := range publicMembers {
+		raw, ok := k.members[name]
+		if name == "use" {
+			raw, ok = json.RawMessage(strconv.Quote(use)), true
+		}
+		if !ok {
+			continue
+		}
+		if !first {
+			buf.WriteByte(',')
+		}
+		first = false
+		buf.WriteString(strconv.Quote(name))
+		buf.WriteByte(':')
+		// CheckPublic parsed the document, so the value is valid JSON.
+		_ = json.Compact(buf, raw)
+	}
+	buf.WriteByte('}')
+}
+
+// member is one extra top-level member of a key set, already encoded.
+type member struct{ name, value string }
+
+// spiffeMembers are the SPIFFE bundle members (SPIFFE Trust Domain and
+// Bundle, section 4): the refresh hint mirrors max-age, at least 1 s,
+// because 0 would mean "refresh continuously" to some consumers.
+func spiffeMembers(in tenantInput) []member {
+	return []member{
+		{"spiffe_refresh_hint", strconv.FormatInt(max(in.MaxAge, 1), 10)},
+		{"spiffe_sequence", strconv.FormatUint(in.Sequence, 10)},
+	}
+}
+
+// keySetBody is {"keys":[...]} plus extra members.
+func keySetBody(pub []publicKey, use string, extra []member) []byte {
+	var buf bytes.Buffer
+	buf.WriteString(`{"keys":[`)
+	for i, k := range pub {
+		if i > 0 {
+			buf.WriteByte(',')
+		}
+		k.writeJWK(&buf, use)
+	}
+	buf.WriteByte(']')
+	for _, m := range extra {
+		buf.WriteString(`,"` + m.name + `":` + m.value)
+	}
+	buf.WriteByte('}')
+	return buf.Bytes()
+}
+
+// discovery is the OpenID Connect discovery document, limited to what a
+// JWT verifier reads; signet is not an authorization server.
+type discovery struct {
+	Issuer        string   `json:"issuer"`
+	JWKSURI       string   `json:"jwks_uri"`
+	SPIFFEJWKSURI string   `json:"spiffe_jwks_uri"`
+	Algorithms    []string `json:"id_token_signing_alg_values_supported"`
+	ResponseTypes []string `json:"response_types_supported"`
+	SubjectTypes  []string `json:"subject_types_supported"`
+}
+
+func discoveryBody(in tenantInput, pub []publicKey) []byte {
+	base := in.BaseURL + v1alpha1.BasePath(in.Org, in.SiteID)
+	algs := make([]string, 0, len(pub))
+	for _, k := range pub {
+		if !slices.Contains(algs, k.alg) {
+			algs = append(algs, k.alg)
+		}
+	}
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false) // URLs stay readable; the body is JSON, not HTML
+	// Encoding a struct of strings cannot fail.
+	_ = enc.Encode(discovery{
+		Issuer:        in.Issuer,
+		JWKSURI:       base + routeSuffixes[routeJWKS],
+		SPIFFEJWKSURI: base + routeSuffixes[routeSPIFFE],
+		Algorithms:    algs,
+		ResponseTypes: []string{"id_token"},
+		SubjectTypes:  []string{"public"},
+	})
+	return bytes.TrimSuffix(buf.Bytes(), []byte("\n"))
+}
+
+// truncate shortens s for messages; s is never secret here, only long.
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "..."
+}

@@ -1,0 +1,197 @@
+/*
+Copyright 2026 The signet authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package jwks
+
+import (
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/signet-dev/signet/api/v1alpha1"
+)
+
+func TestClaimWinner(t *testing.T) {
+	older := newTI("b", "x", "acme", siteA, epoch, metav1.ConditionTrue)
+	younger := newTI("a", "x", "acme", siteA, epoch.Add(time.Second), metav1.ConditionTrue)
+	sameTimeA := newTI("a", "z", "acme", siteA, epoch, metav1.ConditionTrue)
+	sameTimeB := newTI("a", "y", "acme", siteA, epoch, metav1.ConditionTrue)
+	tests := []struct {
+		name      string
+		claimants []v1alpha1.TenantIdentity
+		want      string // namespace/name, "" for none
+	}{
+		{"none", nil, ""},
+		{"one", []v1alpha1.TenantIdentity{*younger}, "a/x"},
+		{"oldest wins whatever its name", []v1alpha1.TenantIdentity{*younger, *older}, "b/x"},
+		{"tie: namespace first", []v1alpha1.TenantIdentity{*older, *sameTimeA}, "a/z"},
+		{"tie: then name", []v1alpha1.TenantIdentity{*sameTimeA, *sameTimeB, *older}, "a/y"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := ""
+			if w := claimWinner(tt.claimants); w != nil {
+				got = w.Namespace + "/" + w.Name
+			}
+			if got != tt.want {
+				t.Errorf("winner = %q, want %q", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestPublished(t *testing.T) {
+	for _, tt := range []struct {
+		status metav1.ConditionStatus
+		want   bool
+	}{{metav1.ConditionTrue, true}, {metav1.ConditionFalse, false}, {metav1.ConditionUnknown, false}, {"", false}} {
+		if got := published(newTI("ns", "x", "acme", siteA, epoch, tt.status)); got != tt.want {
+			t.Errorf("Published=%q: published() = %v, want %v", tt.status, got, tt.want)
+		}
+	}
+}
+
+func TestDistrust(t *testing.T) {
+	ti := newTI("ns", "x", "acme", siteA, epoch, metav1.ConditionTrue)
+	other := newTI("other", "x", "acme", siteA, epoch, metav1.ConditionTrue)
+	k := genKey(t, "ES256", 0)
+	tests := []struct {
+		name   string
+		mutate func(cm *corev1.ConfigMap)
+		want   bool // trusted
+	}{
+		{"as the controller writes it", func(*corev1.ConfigMap) {}, true},
+		{"no owner", func(cm *corev1.ConfigMap) { cm.OwnerReferences = nil }, false},
+		{"owner but not controller", func(cm *corev1.ConfigMap) { cm.OwnerReferences[0].Controller = nil }, false},
+		{"wrong owner UID", func(cm *corev1.ConfigMap) { cm.OwnerReferences[0].UID = "forged" }, false},
+		{"owner is the same-named TI of another namespace", func(cm *corev1.ConfigMap) { cm.OwnerReferences[0].UID = other.UID }, false},
+		{"owner of another kind", func(cm *corev1.ConfigMap) { cm.OwnerReferences[0].Kind = "Deployment" }, false},
+		{"owner of another group", func(cm *corev1.ConfigMap) { cm.OwnerReferences[0].APIVersion = "evil.example/v1alpha1" }, false},
+		{"org label differs", func(cm *corev1.ConfigMap) { cm.Labels[v1alpha1.LabelOrg] = "evil" }, false},
+		{"site label differs", func(cm *corev1.ConfigMap) { cm.Labels[v1alpha1.LabelSite] = siteB }, false},
+		{"site label missing", func(cm *corev1.ConfigMap) { delete(cm.Labels, v1alpha1.LabelSite) }, false},
+		{"component label missing", func(cm *corev1.ConfigMap) { delete(cm.Labels, v1alpha1.LabelComponent) }, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cm := jwksConfigMap(ti, "1", k)
+			tt.mutate(cm)
+			why := distrust(cm, ti)
+			if (why == "") != tt.want {
+				t.Errorf("distrust() = %q, want trusted=%v", why, tt.want)
+			}
+		})
+	}
+}
+
+func TestMaxAgeSeconds(t *testing.T) {
+	tests := []struct {
+		prePublish string
+		max        time.Duration
+		want       int64
+	}{
+		{"1h", 5 * time.Minute, 300},           // the server's limit binds
+		{"90s", 5 * time.Minute, 90},           // prePublish binds
+		{"1500ms", 5 * time.Minute, 1},         // whole seconds, rounded down
+		{"500ms", 5 * time.Minute, 0},          // ... to 0
+		{"1h", 0, 0},                           // no caching asked
+		{"", 5 * time.Minute, 300},             // empty: the CRD default, 1h
+		{"", 2 * time.Hour, 3600},              // ... which binds
+		{"not-a-duration", 5 * time.Minute, 0}, // unparsable: cache nothing
+		{"-5m", 5 * time.Minute, 0},            // never negative
+	}
+	for _, tt := range tests {
+		if got := maxAgeSeconds(tt.prePublish, tt.max); got != tt.want {
+			t.Errorf("maxAgeSeconds(%q, %v) = %d, want %d", tt.prePublish, tt.max, got, tt.want)
+		}
+	}
+}
+
+func TestParseSequence(t *testing.T) {
+	for in, want := range map[string]uint64{"": 0, "0": 0, "7": 7, "18446744073709551615": 1<<64 - 1, "-1": 0, "x": 0, "1.5": 0, "18446744073709551616": 0} {
+		if got := parseSequence(in); got != want {
+			t.Errorf("parseSequence(%q) = %d, want %d", in, got, want)
+		}
+	}
+}
+
+func TestIssuerFor(t *testing.T) {
+	const base = "https://jwks.example"
+	tests := []struct {
+		name         string
+		status, spec string
+		want         string
+	}{
+		{"default", "", "", base + "/v2/org/acme/nico/site/" + siteA},
+		{"spec", "", "https://issuer.example/a", "https://issuer.example/a"},
+		{"status wins", "https://issuer.example/s", "https://issuer.example/a", "https://issuer.example/s"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ti := newTI("ns", "x", "acme", siteA, epoch, metav1.ConditionTrue)
+			ti.Status.Issuer, ti.Spec.Issuer = tt.status, tt.spec
+			if got := issuerFor(ti, base); got != tt.want {
+				t.Errorf("issuer = %q, want %q", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestOrderedKeys(t *testing.T) {
+	data := map[string]string{"a.json": "A", "b.json": "B", "c.json": "C", "d.json": "D", "z.txt": "Z"}
+	tests := []struct {
+		name  string
+		order string
+		want  []string
+	}{
+		{"as annotated", "c,a,b,d", []string{"c.json", "a.json", "b.json", "d.json", "z.txt"}},
+		{"missing from the order: last, sorted", "b", []string{"b.json", "a.json", "c.json", "d.json", "z.txt"}},
+		{"unknown kids ignored", "x,c,y", []string{"c.json", "a.json", "b.json", "d.json", "z.txt"}},
+		{"repeated kids once", "c,c,a", []string{"c.json", "a.json", "b.json", "d.json", "z.txt"}},
+		{"spaces tolerated", " d , a", []string{"d.json", "a.json", "b.json", "c.json", "z.txt"}},
+		{"no annotation", "", []string{"a.json", "b.json", "c.json", "d.json", "z.txt"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := orderedKeys(data, tt.order)
+			if len(got) != len(tt.want) {
+				t.Fatalf("got %d keys, want %d", len(got), len(tt.want))
+			}
+			for i, k := range got {
+				if k.Name != tt.want[i] || string(k.JSON) != data[k.Name] {
+					t.Errorf("key %d = %q, want %q", i, k.Name, tt.want[i])
+				}
+			}
+		})
+	}
+}
+
+func TestGather(t *testing.T) {
+	ti := newTI("ns", "x", "acme", siteA, epoch, metav1.ConditionTrue)
+	ti.Spec.Keys.PrePublish = "2m"
+	k1, k2 := genKey(t, "ES256", 0), genKey(t, "ES256", 1)
+	cm := jwksConfigMap(ti, "42", k2, k1)
+	in := gather(ti, cm, docConfig{baseURL: "https://b.example", maxCacheAge: 5 * time.Minute})
+	if in.Org != "acme" || in.SiteID != siteA || in.MaxAge != 120 || in.Sequence != 42 ||
+		in.BaseURL != "https://b.example" || in.Issuer != "https://b.example"+v1alpha1.BasePath("acme", siteA) {
+		t.Errorf("gather = %+v", in)
+	}
+	if len(in.Keys) != 2 || in.Keys[0].Name != k2.KID+".json" || in.Keys[1].Name != k1.KID+".json" {
+		t.Errorf("keys not in annotated order")
+	}
+}

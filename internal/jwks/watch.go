@@ -1,0 +1,242 @@
+/*
+Copyright 2026 The signet authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package jwks
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	toolscache "k8s.io/client-go/tools/cache"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/signet-dev/signet/api/v1alpha1"
+)
+
+// OrgSiteIndex is the field index, on TenantIdentity, by "org/siteID"
+// (OrgSiteKey): resolving one org/site lists only its claimants. The name
+// is specific to this package so that the controller may register its own.
+const OrgSiteIndex = "jwks.signet.dev/org-site"
+
+// indexOrgSite is the extractor of OrgSiteIndex.
+func indexOrgSite(obj client.Object) []string {
+	ti, ok := obj.(*v1alpha1.TenantIdentity)
+	if !ok || ti.Spec.Org == "" || ti.Spec.SiteID == "" {
+		return nil
+	}
+	return []string{OrgSiteKey(ti.Spec.Org, ti.Spec.SiteID)}
+}
+
+// retryDelay is how long an org/site whose resolution failed (a cache read
+// error) waits before it is resolved again. Its old entry stays served.
+const retryDelay = time.Second
+
+// coalescer is the set of org/sites to rebuild. Informer handlers add to
+// it; the rebuild loop takes the whole set at once. A burst of events for
+// one org/site (the controller writes the TenantIdentity status and the
+// ConfigMap in one reconcile) becomes one rebuild, and a burst over many
+// org/sites becomes one copy of the store.
+type coalescer struct {
+	mu    sync.Mutex
+	dirty map[tenantKey]struct{}
+	kick  chan struct{} // capacity 1: "the set is not empty"
+}
+
+func newCoalescer() *coalescer {
+	return &coalescer{dirty: map[tenantKey]struct{}{}, kick: make(chan struct{}, 1)}
+}
+
+func (c *coalescer) add(k tenantKey) {
+	c.mu.Lock()
+	c.dirty[k] = struct{}{}
+	c.mu.Unlock()
+	select {
+	case c.kick <- struct{}{}:
+	default: // a kick is pending already
+	}
+}
+
+// take empties the set and returns what it held.
+func (c *coalescer) take() map[tenantKey]struct{} {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	taken := c.dirty
+	c.dirty = make(map[tenantKey]struct{}, len(taken))
+	return taken
+}
+
+// What an org/site's documents depend on: the TenantIdentities claiming it
+// (spec, creation time, Published) and the ConfigMaps whose labels name it
+// (only a ConfigMap labelled with an org/site can serve it). So an event
+// marks the org/site of the object before and after the change, and
+// nothing else: no event reaches beyond its own org/site.
+
+// tenantIdentityKey is the org/site a TenantIdentity claims.
+func tenantIdentityKey(ti *v1alpha1.TenantIdentity) (tenantKey, bool) {
+	return tenantKey{ti.Spec.Org, ti.Spec.SiteID}, ti.Spec.Org != "" && ti.Spec.SiteID != ""
+}
+
+// configMapKey is the org/site a JWKS ConfigMap's labels name.
+func configMapKey(cm *corev1.ConfigMap) (tenantKey, bool) {
+	k := tenantKey{cm.Labels[v1alpha1.LabelOrg], cm.Labels[v1alpha1.LabelSite]}
+	return k, k.org != "" && k.site != "" && cm.Labels[v1alpha1.LabelComponent] == v1alpha1.ComponentJWKS
+}
+
+// eventHandler marks the org/sites named by the old and new object.
+func (s *Server) eventHandler() toolscache.ResourceEventHandler {
+	mark := func(obj any) {
+		if t, ok := obj.(toolscache.DeletedFinalStateUnknown); ok {
+			obj = t.Obj
+		}
+		var (
+			k  tenantKey
+			ok bool
+		)
+		switch o := obj.(type) {
+		case *v1alpha1.TenantIdentity:
+			k, ok = tenantIdentityKey(o)
+			ok = ok && s.inScope(o.Namespace)
+		case *corev1.ConfigMap:
+			k, ok = configMapKey(o)
+			ok = ok && s.inScope(o.Namespace)
+		}
+		if ok {
+			s.queue.add(k)
+		}
+	}
+	return toolscache.ResourceEventHandlerFuncs{
+		AddFunc:    mark,
+		UpdateFunc: func(oldObj, newObj any) { mark(oldObj); mark(newObj) },
+		DeleteFunc: mark,
+	}
+}
+
+// inScope applies Options.WatchNamespace, for a cache that watches more.
+func (s *Server) inScope(namespace string) bool {
+	return s.opts.WatchNamespace == "" || namespace == s.opts.WatchNamespace
+}
+
+// watch registers the event handlers on the cache's informers. It does not
+// start them: the manager starts its cache.
+func (s *Server) watch(ctx context.Context, informers cache.Informers) error {
+	for _, obj := range []client.Object{&v1alpha1.TenantIdentity{}, &corev1.ConfigMap{}} {
+		inf, err := informers.GetInformer(ctx, obj)
+		if err != nil {
+			return fmt.Errorf("jwks: informer for %T: %w", obj, err)
+		}
+		reg, err := inf.AddEventHandler(s.eventHandler())
+		if err != nil {
+			return fmt.Errorf("jwks: event handler for %T: %w", obj, err)
+		}
+		s.registrations = append(s.registrations, reg)
+	}
+	return nil
+}
+
+// Start runs the rebuild loop until ctx ends. It waits until the informers
+// have delivered their initial lists, rebuilds every org/site they named,
+// and only then reports ready: before that, every tenant route answers 503
+// rather than a 404 that would only mean "not read yet".
+func (s *Server) Start(ctx context.Context) error {
+	synced := make([]toolscache.InformerSynced, 0, len(s.registrations))
+	for _, reg := range s.registrations {
+		synced = append(synced, reg.HasSynced)
+	}
+	if !toolscache.WaitForCacheSync(ctx.Done(), synced...) {
+		return nil // ctx ended first
+	}
+	s.rebuild(ctx)
+	s.synced.Store(true)
+	s.log.Info("JWKS documents ready", "tenants", s.store.len())
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-s.queue.kick:
+			s.rebuild(ctx)
+		}
+	}
+}
+
+// NeedLeaderElection is false: every replica serves the documents.
+func (s *Server) NeedLeaderElection() bool { return false }
+
+// rebuild resolves every marked org/site and stores the result in one swap.
+func (s *Server) rebuild(ctx context.Context) {
+	marked := s.queue.take()
+	if len(marked) == 0 {
+		return
+	}
+	changes := make(map[tenantKey]*entry, len(marked))
+	for k := range marked {
+		e, err := s.resolve(ctx, k)
+		if err != nil {
+			s.log.Error(err, "Cannot resolve org/site; keeping what is served", "org", k.org, "site", k.site)
+			time.AfterFunc(retryDelay, func() { s.queue.add(k) })
+			continue
+		}
+		changes[k] = e
+	}
+	changed, served := s.store.apply(changes)
+	documentsRebuilt.Add(float64(changed))
+	tenantsServed.Set(float64(served))
+}
+
+// resolve reads what org/site k serves now, nil when nothing: the claim
+// winner must be Published and its ConfigMap trusted. A bad key yields
+// badEntry (502) and is logged without the document.
+func (s *Server) resolve(ctx context.Context, k tenantKey) (*entry, error) {
+	winner, err := s.claimWinner(ctx, k)
+	if err != nil || winner == nil || !published(winner) {
+		return nil, err
+	}
+	cm := &corev1.ConfigMap{}
+	name := client.ObjectKey{Namespace: winner.Namespace, Name: v1alpha1.JWKSConfigMapName(winner.Name)}
+	if err := s.reader.Get(ctx, name, cm); err != nil {
+		return nil, client.IgnoreNotFound(err)
+	}
+	log := s.log.WithValues("org", k.org, "site", k.site, "configMap", name)
+	if why := distrust(cm, winner); why != "" {
+		log.Info("Not serving an untrusted JWKS ConfigMap", "reason", why)
+		return nil, nil
+	}
+	e, err := buildEntry(gather(winner, cm, s.cfg))
+	if err != nil {
+		// err names the entry and the members at fault, never a value.
+		log.Error(err, "Refusing the JWKS ConfigMap: every document of this org/site answers 502")
+		badDocuments.Inc()
+		return badEntry, nil
+	}
+	return e, nil
+}
+
+// claimWinner lists the TenantIdentities claiming k (through the field
+// index, not a list of all of them) and returns the one that owns it.
+func (s *Server) claimWinner(ctx context.Context, k tenantKey) (*v1alpha1.TenantIdentity, error) {
+	var list v1alpha1.TenantIdentityList
+	opts := []client.ListOption{client.MatchingFields{OrgSiteIndex: k.String()}}
+	if s.opts.WatchNamespace != "" {
+		opts = append(opts, client.InNamespace(s.opts.WatchNamespace))
+	}
+	if err := s.reader.List(ctx, &list, opts...); err != nil {
+		return nil, err
+	}
+	return claimWinner(list.Items), nil
+}
