@@ -27,9 +27,11 @@ envtest-assets: ## Build or find kube-apiserver, etcd and kubectl for envtest; p
 ##@ Generated files
 
 .PHONY: manifests
-manifests: $(CONTROLLER_GEN) ## CRDs and RBAC from the markers.
-	$(CONTROLLER_GEN) rbac:roleName=signet-manager-role crd paths="./..." \
+manifests: $(CONTROLLER_GEN) ## CRDs and RBAC from the markers: the manager's role, and the server-only role (no Secrets).
+	$(CONTROLLER_GEN) rbac:roleName=signet-manager-role crd paths="./api/...;./controllers/...;./internal/jwks/..." \
 		output:crd:artifacts:config=config/crd/bases output:rbac:artifacts:config=config/rbac
+	$(CONTROLLER_GEN) rbac:roleName=signet-jwks-server-role paths="./internal/jwks/..." \
+		output:rbac:artifacts:config=config/rbac/jwks-server
 
 .PHONY: generate
 generate: $(CONTROLLER_GEN) ## DeepCopy methods from the markers.
@@ -70,7 +72,8 @@ build:
 
 .PHONY: run
 run: manifests ## Run the operator: on the configured cluster, else on an embedded local control plane.
-	KUBEBUILDER_ASSETS="$$(hack/envtest-assets.sh)" go run ./hack/run-local
+	go build -o $(BIN)/run-local ./hack/run-local
+	KUBEBUILDER_ASSETS="$$(hack/envtest-assets.sh)" $(BIN)/run-local
 
 .PHONY: bench
 bench:

@@ -1,0 +1,113 @@
+// Command manager runs signet: the TenantIdentity controller and the JWKS
+// server, in one process, each switchable by flag.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"time"
+
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+)
+
+// options are the manager's flags; DESIGN.md fixes their names and defaults.
+type options struct {
+	kubeconfig          string
+	metricsAddr         string
+	probeAddr           string
+	leaderElect         bool
+	jwksAddr            string
+	publicBaseURL       string
+	tlsCertFile         string
+	tlsKeyFile          string
+	maxCacheAge         time.Duration
+	orgBinding          string
+	controllers         bool
+	jwksServer          bool
+	watchNamespace      string
+	leaderElectionID    string
+	leaderElectionNSEnv string
+}
+
+func parseFlags(args []string) (options, *zap.Options, error) {
+	var o options
+	fs := flag.NewFlagSet("manager", flag.ContinueOnError)
+	fs.StringVar(&o.kubeconfig, "kubeconfig", "", "Path to a kubeconfig; in-cluster or $KUBECONFIG when empty.")
+	fs.StringVar(&o.metricsAddr, "metrics-bind-address", ":8080", "Address of the Prometheus metrics endpoint; 0 turns it off.")
+	fs.StringVar(&o.probeAddr, "health-probe-bind-address", ":8081", "Address of /healthz and /readyz; 0 turns it off.")
+	fs.BoolVar(&o.leaderElect, "leader-elect", false, "Elect a leader for the controllers (the JWKS server runs in every replica).")
+	fs.StringVar(&o.jwksAddr, "jwks-bind-address", ":8443", "Address of the JWKS server; 0 turns it off.")
+	fs.StringVar(&o.publicBaseURL, "public-base-url", "https://signet-jwks.signet-system.svc", "Base URL verifiers reach the JWKS server at; default issuers start with it.")
+	fs.StringVar(&o.tlsCertFile, "tls-cert-file", "", "PEM certificate for the JWKS server; with --tls-key-file it serves TLS, reloaded on change.")
+	fs.StringVar(&o.tlsKeyFile, "tls-key-file", "", "PEM private key for --tls-cert-file.")
+	fs.DurationVar(&o.maxCacheAge, "max-cache-age", 5*time.Minute, "Upper bound of the documents' Cache-Control max-age.")
+	fs.StringVar(&o.orgBinding, "org-binding", orgBindingLabel, "How a namespace is bound to an org: namespace-label or none.")
+	fs.BoolVar(&o.controllers, "controllers", true, "Run the TenantIdentity controller.")
+	fs.BoolVar(&o.jwksServer, "jwks-server", true, "Run the JWKS server.")
+	fs.StringVar(&o.watchNamespace, "watch-namespace", "", "Only watch this namespace; all when empty.")
+	fs.StringVar(&o.leaderElectionID, "leader-election-id", "signet.identity.signet.dev", "Name of the leader election lease.")
+	zapOpts := &zap.Options{}
+	zapOpts.BindFlags(fs)
+	if err := fs.Parse(args); err != nil {
+		return o, nil, err
+	}
+	return o, zapOpts, o.validate()
+}
+
+const (
+	orgBindingLabel = "namespace-label"
+	orgBindingNone  = "none"
+)
+
+func (o options) validate() error {
+	if o.orgBinding != orgBindingLabel && o.orgBinding != orgBindingNone {
+		return fmt.Errorf("--org-binding=%q: want %q or %q", o.orgBinding, orgBindingLabel, orgBindingNone)
+	}
+	if (o.tlsCertFile == "") != (o.tlsKeyFile == "") {
+		return fmt.Errorf("--tls-cert-file and --tls-key-file go together")
+	}
+	if o.maxCacheAge < 0 {
+		return fmt.Errorf("--max-cache-age must not be negative")
+	}
+	if !o.controllers && !o.jwksServer {
+		return fmt.Errorf("--controllers=false and --jwks-server=false leave nothing to run")
+	}
+	return nil
+}
+
+func main() {
+	o, zapOpts, err := parseFlags(os.Args[1:])
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
+	}
+	ctrl.SetLogger(zap.New(zap.UseFlagOptions(zapOpts)))
+	if err := run(ctrl.SetupSignalHandler(), o); err != nil {
+		ctrl.Log.Error(err, "manager stopped")
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, o options) error {
+	cfg, err := restConfig(o.kubeconfig)
+	if err != nil {
+		return err
+	}
+	mgr, err := newManager(ctx, cfg, o)
+	if err != nil {
+		return err
+	}
+	return mgr.Start(ctx)
+}
+
+func restConfig(kubeconfig string) (*rest.Config, error) {
+	if kubeconfig == "" {
+		return ctrl.GetConfig()
+	}
+	return clientcmd.BuildConfigFromFlags("", kubeconfig)
+}
