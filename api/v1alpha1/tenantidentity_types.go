@@ -249,7 +249,3 @@ type TenantIdentityList struct {
 	metav1.ListMeta `json:"metadata,omitempty"`
 	Items           []TenantIdentity `json:"items"`
 }
-
-func init() {
-	SchemeBuilder.Register(&TenantIdentity{}, &TenantIdentityList{})
-}

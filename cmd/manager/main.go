@@ -17,21 +17,20 @@ import (
 
 // options are the manager's flags; DESIGN.md fixes their names and defaults.
 type options struct {
-	kubeconfig          string
-	metricsAddr         string
-	probeAddr           string
-	leaderElect         bool
-	jwksAddr            string
-	publicBaseURL       string
-	tlsCertFile         string
-	tlsKeyFile          string
-	maxCacheAge         time.Duration
-	orgBinding          string
-	controllers         bool
-	jwksServer          bool
-	watchNamespace      string
-	leaderElectionID    string
-	leaderElectionNSEnv string
+	kubeconfig       string
+	metricsAddr      string
+	probeAddr        string
+	leaderElect      bool
+	jwksAddr         string
+	publicBaseURL    string
+	tlsCertFile      string
+	tlsKeyFile       string
+	maxCacheAge      time.Duration
+	orgBinding       string
+	controllers      bool
+	jwksServer       bool
+	watchNamespace   string
+	leaderElectionID string
 }
 
 func parseFlags(args []string) (options, *zap.Options, error) {

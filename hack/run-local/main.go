@@ -155,10 +155,12 @@ func runManager(ctx context.Context, manager, kubeconfig, publicBaseURL string, 
 	case <-ctx.Done():
 		_ = cmd.Process.Signal(syscall.SIGTERM)
 		select {
-		case <-done:
+		case err := <-done:
+			_ = err // the exit status after SIGTERM says nothing new
 		case <-time.After(15 * time.Second):
 			_ = cmd.Process.Kill()
-			<-done
+			err := <-done
+			_ = err
 		}
 		return nil
 	}

@@ -36,7 +36,11 @@ func KID(pub crypto.PublicKey) (string, error) {
 func checkPublicKey(pub crypto.PublicKey) error {
 	switch k := pub.(type) {
 	case *ecdsa.PublicKey:
-		if k != nil && k.Curve != nil && k.X != nil && k.Y != nil {
+		if k == nil || k.Curve == nil {
+			break
+		}
+		// Bytes refuses a key whose point is unset or off the curve.
+		if _, err := k.Bytes(); err == nil {
 			return nil
 		}
 	case *rsa.PublicKey:
