@@ -49,3 +49,31 @@ func TestKubectlAppliesCRDAndSamples(t *testing.T) {
 		t.Fatalf("sample namespace org label = %q, want acme", labels)
 	}
 }
+
+// The deployable manifests render with kustomize and the real apiserver
+// accepts every object (CRD, RBAC, Deployment, Services).
+func TestKustomizeDefaultApplies(t *testing.T) {
+	kubeconfig := env.Kubeconfig(t)
+	rendered := kubectl(t, kubeconfig, "kustomize", "config/default")
+	for _, want := range []string{"kind: Deployment", "name: signet-jwks", "name: signet-jwks-server-role", "replicas: 2", "readOnlyRootFilesystem: true"} {
+		if !strings.Contains(rendered, want) {
+			t.Errorf("kustomize output lacks %q", want)
+		}
+	}
+	path := filepath.Join(t.TempDir(), "rendered.yaml")
+	if err := os.WriteFile(path, []byte(rendered), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out := kubectl(t, kubeconfig, "apply", "-f", path)
+	for _, want := range []string{"namespace/signet-system", "deployment.apps/signet-controller-manager", "service/signet-jwks",
+		"clusterrole.rbac.authorization.k8s.io/signet-jwks-server-role"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("kubectl apply output lacks %q:\n%s", want, out)
+		}
+	}
+	// The server-only role can read no Secret.
+	role := kubectl(t, kubeconfig, "get", "clusterrole", "signet-jwks-server-role", "-o", "jsonpath={.rules[*].resources}")
+	if strings.Contains(role, "secrets") {
+		t.Fatalf("server-only role grants access to Secrets: %s", role)
+	}
+}
