@@ -24,6 +24,8 @@ var (
 	jwksAddr    = env("SIGNET_JWKS_ADDR", "127.0.0.1:8443")
 	metricsAddr = env("SIGNET_METRICS_ADDR", "127.0.0.1:8080")
 	probeAddr   = env("SIGNET_PROBE_ADDR", "127.0.0.1:8081")
+	// runDir holds the kubeconfig and the manager binary.
+	runDir = env("SIGNET_RUN_DIR", "bin")
 )
 
 const (
@@ -101,7 +103,7 @@ func writeKubeconfig(testEnv *envtest.Environment) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	path, err := filepath.Abs(filepath.Join("bin", "kubeconfig"))
+	path, err := filepath.Abs(filepath.Join(runDir, "kubeconfig"))
 	if err != nil {
 		return "", err
 	}
@@ -113,7 +115,7 @@ func writeKubeconfig(testEnv *envtest.Environment) (string, error) {
 
 // buildManager compiles cmd/manager into bin/.
 func buildManager() (string, error) {
-	out, err := filepath.Abs(filepath.Join("bin", "manager"))
+	out, err := filepath.Abs(filepath.Join(runDir, "manager"))
 	if err != nil {
 		return "", err
 	}
