@@ -424,7 +424,7 @@ func TestDecide(t *testing.T) {
 				Key{KID: "A", Algorithm: "ES256", State: Retired, PublishedAt: at(0), ActivatesAt: at(0), RotatesAt: at(10 * h), RetiredAt: at(10 * h)}),
 			want: Plan{
 				Keys: []Key{activeKey("N", 9*h, 10*h),
-					Key{KID: "A", Algorithm: "ES256", State: Retired, PublishedAt: at(0), ActivatesAt: at(0), RotatesAt: at(10 * h), RetiredAt: at(10 * h), RemovesAt: at(15 * h)}},
+					{KID: "A", Algorithm: "ES256", State: Retired, PublishedAt: at(0), ActivatesAt: at(0), RotatesAt: at(10 * h), RetiredAt: at(10 * h), RemovesAt: at(15 * h)}},
 				ActiveKID: "N", Published: []string{"N", "A"}, NextChange: at(15 * h),
 			},
 		},
