@@ -34,6 +34,8 @@ limitations under the License.
 //     (a pure function of that input);
 //   - store.go: the immutable map the request path reads;
 //   - watch.go: informer events -> coalesced, incremental rebuilds;
+//   - snapshot.go: Load, the same decisions over a given snapshot (tools,
+//     benchmarks, hack/loadtest);
 //   - handler.go: the request path, a map lookup and a write;
 //   - server.go: Add, the listener, TLS and readiness.
 //

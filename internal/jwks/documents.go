@@ -89,23 +89,30 @@ type tenantInput struct {
 }
 
 // document is one pre-serialized response. The header values are
-// single-element slices built once, assigned (never appended to) per
-// request, so a 200 costs no allocation for headers.
+// single-element slices built once and assigned (never appended to) per
+// request, so a 200 costs no allocation for headers. They point into vals,
+// and the three strings share one allocation. With 10,000 org/sites the
+// request path is bound by cache misses, not instructions, so the layout
+// matters: what a 200 reads (the three slices and body) comes first and
+// fits in two cache lines, the ETag a 304 compares follows. A document is
+// built in place (set) and never copied.
 type document struct {
-	body     []byte
-	etag     string   // quoted strong entity-tag
 	etagHdr  []string // {etag}
 	cacheHdr []string // {"public, max-age=N"}
 	lenHdr   []string // {len(body)}
+	body     []byte
+	etag     string // quoted strong entity-tag; = vals[0]
+	vals     [3]string
 }
 
 // entry is what the server holds for one org/site. It is immutable once
 // stored; a change stores a new entry.
 type entry struct {
-	docs [numDocs]document
 	// bad is set when a stored key was refused: every document of the
-	// org/site answers 502 until the ConfigMap is fixed.
-	bad bool
+	// org/site answers 502 until the ConfigMap is fixed. First, so the
+	// check shares a cache line with the first document.
+	bad  bool
+	docs [numDocs]document
 }
 
 // badEntry is the entry of an org/site whose ConfigMap holds a bad key.
@@ -162,21 +169,18 @@ func buildEntry(in tenantInput) (*entry, error) {
 	}
 	e := &entry{}
 	for r, body := range bodies {
-		e.docs[r] = newDocument(body, cache)
+		e.docs[r].set(body, cache)
 	}
 	return e, nil
 }
 
-// newDocument computes the ETag and the header values of body.
-func newDocument(body []byte, cacheControl string) document {
-	etag := entityTag(body)
-	return document{
-		body:     body,
-		etag:     etag,
-		etagHdr:  []string{etag},
-		cacheHdr: []string{cacheControl},
-		lenHdr:   []string{strconv.Itoa(len(body))},
-	}
+// set fills d in place with body, its ETag and its header values.
+func (d *document) set(body []byte, cacheControl string) {
+	etag, length := entityTag(body), strconv.Itoa(len(body))
+	all := etag + cacheControl + length // one allocation for the three values
+	d.vals = [3]string{all[:len(etag)], all[len(etag) : len(etag)+len(cacheControl)], all[len(etag)+len(cacheControl):]}
+	d.etagHdr, d.cacheHdr, d.lenHdr = d.vals[0:1:1], d.vals[1:2:2], d.vals[2:3:3]
+	d.etag, d.body = d.vals[0], body
 }
 
 // entityTag is a strong ETag: base64url of the first 144 bits of the

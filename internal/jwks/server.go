@@ -36,6 +36,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/certwatcher"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	crlog "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
 
 	"github.com/signet-dev/signet/api/v1alpha1"
@@ -140,10 +141,19 @@ func Add(mgr manager.Manager, opts Options) (*Server, error) {
 	if err := mgr.Add(s); err != nil {
 		return nil, err
 	}
-	if s.opts.BindAddress == "0" {
-		return s, nil
+	if s.opts.BindAddress != "0" {
+		if err := s.addHTTPServer(mgr); err != nil {
+			return nil, err
+		}
 	}
-	return s, s.addHTTPServer(mgr)
+	return s, nil
+}
+
+// NewServer returns a Server that is not wired to a manager: it serves
+// only what Load gives it. For tools, benchmarks and hack/loadtest; the
+// operator uses Add. Its Start fails: there is nothing to watch.
+func NewServer(opts Options) (*Server, error) {
+	return newServer(nil, opts, crlog.Log.WithName("jwks"))
 }
 
 // newServer validates opts and builds a Server reading from reader.

@@ -18,11 +18,13 @@ package jwks
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	toolscache "k8s.io/client-go/tools/cache"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -155,6 +157,9 @@ func (s *Server) watch(ctx context.Context, informers cache.Informers) error {
 // and only then reports ready: before that, every tenant route answers 503
 // rather than a 404 that would only mean "not read yet".
 func (s *Server) Start(ctx context.Context) error {
+	if s.reader == nil {
+		return errors.New("jwks: Start needs a Server made by Add")
+	}
 	synced := make([]toolscache.InformerSynced, 0, len(s.registrations))
 	for _, reg := range s.registrations {
 		synced = append(synced, reg.HasSynced)
@@ -199,18 +204,53 @@ func (s *Server) rebuild(ctx context.Context) {
 	tenantsServed.Set(float64(served))
 }
 
-// resolve reads what org/site k serves now, nil when nothing: the claim
-// winner must be Published and its ConfigMap trusted. A bad key yields
-// badEntry (502) and is logged without the document.
+// resolve reads what org/site k serves now from the cache.
 func (s *Server) resolve(ctx context.Context, k tenantKey) (*entry, error) {
-	winner, err := s.claimWinner(ctx, k)
-	if err != nil || winner == nil || !published(winner) {
+	claimants, err := s.listClaimants(ctx, k)
+	if err != nil {
 		return nil, err
 	}
-	cm := &corev1.ConfigMap{}
+	return s.decide(k, claimants, func(key client.ObjectKey) (*corev1.ConfigMap, error) {
+		cm := &corev1.ConfigMap{}
+		if err := s.reader.Get(ctx, key, cm); err != nil {
+			if apierrors.IsNotFound(err) {
+				return nil, nil
+			}
+			return nil, err
+		}
+		return cm, nil
+	})
+}
+
+// listClaimants lists the TenantIdentities claiming k through the field
+// index: resolving one org/site never lists all TenantIdentities.
+func (s *Server) listClaimants(ctx context.Context, k tenantKey) ([]v1alpha1.TenantIdentity, error) {
+	var list v1alpha1.TenantIdentityList
+	opts := []client.ListOption{client.MatchingFields{OrgSiteIndex: k.String()}}
+	if s.opts.WatchNamespace != "" {
+		opts = append(opts, client.InNamespace(s.opts.WatchNamespace))
+	}
+	if err := s.reader.List(ctx, &list, opts...); err != nil {
+		return nil, err
+	}
+	return list.Items, nil
+}
+
+// configMapGetter returns the ConfigMap named key, nil when there is none.
+type configMapGetter func(key client.ObjectKey) (*corev1.ConfigMap, error)
+
+// decide is what org/site k serves, nil for nothing: the claim winner among
+// claimants must be Published and its ConfigMap (found by getConfigMap)
+// trusted. A bad key yields badEntry (502), logged without the document.
+func (s *Server) decide(k tenantKey, claimants []v1alpha1.TenantIdentity, getConfigMap configMapGetter) (*entry, error) {
+	winner := claimWinner(claimants)
+	if winner == nil || !published(winner) {
+		return nil, nil
+	}
 	name := client.ObjectKey{Namespace: winner.Namespace, Name: v1alpha1.JWKSConfigMapName(winner.Name)}
-	if err := s.reader.Get(ctx, name, cm); err != nil {
-		return nil, client.IgnoreNotFound(err)
+	cm, err := getConfigMap(name)
+	if err != nil || cm == nil {
+		return nil, err
 	}
 	log := s.log.WithValues("org", k.org, "site", k.site, "configMap", name)
 	if why := distrust(cm, winner); why != "" {
@@ -225,18 +265,4 @@ func (s *Server) resolve(ctx context.Context, k tenantKey) (*entry, error) {
 		return badEntry, nil
 	}
 	return e, nil
-}
-
-// claimWinner lists the TenantIdentities claiming k (through the field
-// index, not a list of all of them) and returns the one that owns it.
-func (s *Server) claimWinner(ctx context.Context, k tenantKey) (*v1alpha1.TenantIdentity, error) {
-	var list v1alpha1.TenantIdentityList
-	opts := []client.ListOption{client.MatchingFields{OrgSiteIndex: k.String()}}
-	if s.opts.WatchNamespace != "" {
-		opts = append(opts, client.InNamespace(s.opts.WatchNamespace))
-	}
-	if err := s.reader.List(ctx, &list, opts...); err != nil {
-		return nil, err
-	}
-	return claimWinner(list.Items), nil
 }

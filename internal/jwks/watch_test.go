@@ -176,18 +176,62 @@ func TestResolveTrust(t *testing.T) {
 		}, "404"},
 	}
 	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
+		// The watcher (reads through a cache) and Load (a snapshot) share
+		// decide: both must agree on every case.
+		t.Run(tt.name+"/watch", func(t *testing.T) {
 			s, _, _ := fakeServer(t, tt.objs...)
 			s.queue.add(tenantKey{"acme", siteA})
 			s.queue.add(tenantKey{"evil", siteA})
 			s.rebuild(context.Background())
-			if got := servedKIDs(t, s, "acme", siteA); got != tt.want {
-				t.Errorf("acme served %q, want %q", got, tt.want)
-			}
-			if got := servedKIDs(t, s, "evil", siteA); got != "404" {
-				t.Errorf("evil served %q", got)
-			}
+			checkServed(t, s, tt.want)
 		})
+		t.Run(tt.name+"/snapshot", func(t *testing.T) {
+			s := testServer(t, Options{})
+			var tis []v1alpha1.TenantIdentity
+			var cms []corev1.ConfigMap
+			for _, o := range tt.objs {
+				switch o := o.(type) {
+				case *v1alpha1.TenantIdentity:
+					tis = append(tis, *o)
+				case *corev1.ConfigMap:
+					cms = append(cms, *o)
+				}
+			}
+			s.Load(tis, cms)
+			checkServed(t, s, tt.want)
+		})
+	}
+}
+
+func checkServed(t *testing.T, s *Server, want string) {
+	t.Helper()
+	if got := servedKIDs(t, s, "acme", siteA); got != want {
+		t.Errorf("acme served %q, want %q", got, want)
+	}
+	if got := servedKIDs(t, s, "evil", siteA); got != "404" {
+		t.Errorf("evil served %q", got)
+	}
+}
+
+func TestLoadReplaces(t *testing.T) {
+	k := genKey(t, "ES256", 0)
+	a := newTI("ns", "a", "acme", siteA, epoch, metav1.ConditionTrue)
+	b := newTI("ns", "b", "acme", siteB, epoch, metav1.ConditionTrue)
+	s, err := NewServer(Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Start(context.Background()); err == nil {
+		t.Errorf("Start without a manager must fail")
+	}
+	if n := s.Load([]v1alpha1.TenantIdentity{*a, *b}, []corev1.ConfigMap{*jwksConfigMap(a, "1", k), *jwksConfigMap(b, "1", k)}); n != 2 {
+		t.Fatalf("served %d", n)
+	}
+	if n := s.Load([]v1alpha1.TenantIdentity{*b}, []corev1.ConfigMap{*jwksConfigMap(b, "1", k)}); n != 1 {
+		t.Fatalf("served %d after removing one", n)
+	}
+	if got := servedKIDs(t, s, "acme", siteA); got != "404" {
+		t.Errorf("a removed org/site still serves %q", got)
 	}
 }
 
