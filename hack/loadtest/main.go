@@ -18,13 +18,17 @@ limitations under the License.
 // minimal static net/http handler serving the same bytes, over loopback
 // HTTP/1.1 with keep-alive, for several tenant counts.
 //
-//	go run ./hack/loadtest -tenants 1,1000,10000 -duration 2s -rounds 5 -concurrency 8
+//	go run ./hack/loadtest -tenants 1,1000,10000 -duration 2s -rounds 6 -concurrency 8
 //
-// Both servers run in this process, beside the load generator, under the
-// same http.Server settings; rounds rotate the order of the handlers so
-// that drift on a shared machine hits all alike, and the ratio is the
-// median of per-round ratios. Everything listens on
-// 127.0.0.1 and every run is bounded by -duration and -requests.
+// The servers run in this process, beside the load generator, under the
+// same http.Server settings. Rounds rotate the order of the handlers so
+// that drift on a shared machine hits all alike, and each ratio is the
+// median of per-round ratios. Besides req/s it reports the process CPU
+// time per request (server, client and runtime together), which a busy
+// neighbour disturbs far less than throughput; with -cpuprofile, runs are
+// labelled by server and tenant count. Everything listens on 127.0.0.1
+// and every run is bounded by -duration and -requests. docs/performance.md
+// has the results and how to read them.
 package main
 
 import (
@@ -45,6 +49,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -61,6 +66,7 @@ import (
 )
 
 type config struct {
+	servers     []string
 	tenants     []int
 	duration    time.Duration
 	requests    int64
@@ -75,7 +81,8 @@ func main() {
 	flag.DurationVar(&cfg.duration, "duration", 2*time.Second, "length of one run (one handler, one tenant count, one round); at most 1m")
 	flag.Int64Var(&cfg.requests, "requests", 2_000_000, "cap on the requests of one run")
 	flag.IntVar(&cfg.concurrency, "concurrency", 8, "concurrent keep-alive connections")
-	flag.IntVar(&cfg.rounds, "rounds", 5, "runs per handler and tenant count, in rotating order")
+	flag.IntVar(&cfg.rounds, "rounds", 6, "runs per handler and tenant count, in rotating order (a multiple of 3 puts each handler in each position equally)")
+	servers := flag.String("servers", "static,static+h,jwks", "handlers to drive: static (body and Content-Type), static+h (body and the jwks headers), jwks")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
 	flag.Parse()
 	for f := range strings.SplitSeq(tenants, ",") {
@@ -86,6 +93,7 @@ func main() {
 		cfg.tenants = append(cfg.tenants, n)
 	}
 	cfg.duration = min(cfg.duration, time.Minute)
+	cfg.servers = strings.Split(*servers, ",")
 	crlog.SetLogger(logr.Discard())
 	if *cpuProfile != "" {
 		f, err := os.Create(*cpuProfile)
@@ -111,7 +119,7 @@ func fail(err error) {
 func run(cfg config) error {
 	fmt.Printf("GOMAXPROCS=%d concurrency=%d duration=%v rounds=%d (servers and load generator share this process)\n\n",
 		runtime.GOMAXPROCS(0), cfg.concurrency, cfg.duration, cfg.rounds)
-	fmt.Printf("%8s  %-8s  %10s  %10s  %9s  %9s\n", "tenants", "server", "requests", "req/s", "p50", "p99")
+	fmt.Printf("%8s  %-8s  %10s  %10s  %9s  %9s  %9s\n", "tenants", "server", "requests", "req/s", "p50", "p99", "CPU/req")
 	keySet, err := publicKeys(8)
 	if err != nil {
 		return err
@@ -147,31 +155,51 @@ func compare(cfg config, n int, keySet []string) error {
 		name string
 		h    http.Handler
 	}{{"static", static}, {"static+h", staticHeaders}, {"jwks", srv}}
+	servers = slices.DeleteFunc(servers, func(s struct {
+		name string
+		h    http.Handler
+	}) bool {
+		return !slices.Contains(cfg.servers, s.name)
+	})
 	// Rounds rotate the order of the handlers, and each round yields its
 	// own ratio from runs a few seconds apart: on a shared machine, the
 	// median of those ratios is steadier than a ratio of totals.
 	results := map[string][]result{}
-	var ratios, ratiosH []float64
+	var ratios, ratiosH, cpuRatios []float64
 	for round := range cfg.rounds {
-		rates := map[string]float64{}
+		runs := map[string]result{}
 		for i := range servers {
 			s := servers[(i+round)%len(servers)]
-			r, err := drive(cfg, s.h, paths)
+			// Labels let a CPU profile (-cpuprofile) be split by handler
+			// and tenant count: pprof -tagfocus server=jwks,tenants=10000.
+			var r result
+			var err error
+			pprof.Do(context.Background(), pprof.Labels("server", s.name, "tenants", strconv.Itoa(n)), func(context.Context) {
+				r, err = drive(cfg, s.h, paths)
+			})
 			if err != nil {
 				return fmt.Errorf("%s, %d tenants: %w", s.name, n, err)
 			}
 			results[s.name] = append(results[s.name], r)
-			rates[s.name] = r.rate()
+			runs[s.name] = r
 		}
-		ratios = append(ratios, rates["jwks"]/rates["static"])
-		ratiosH = append(ratiosH, rates["jwks"]/rates["static+h"])
+		ratios = append(ratios, runs["jwks"].rate()/runs["static"].rate())
+		ratiosH = append(ratiosH, runs["jwks"].rate()/runs["static+h"].rate())
+		cpuRatios = append(cpuRatios, float64(runs["static"].cpuPerRequest())/float64(runs["jwks"].cpuPerRequest()))
 	}
 	for _, s := range servers {
 		m := merge(results[s.name])
-		fmt.Printf("%8d  %-8s  %10d  %10.0f  %9v  %9v\n", n, s.name, m.requests, m.rate(), m.quantile(0.50), m.quantile(0.99))
+		fmt.Printf("%8d  %-8s  %10d  %10.0f  %9v  %9v  %9v\n", n, s.name, m.requests, m.rate(), m.quantile(0.50), m.quantile(0.99),
+			m.cpuPerRequest().Round(time.Microsecond/10))
 	}
-	fmt.Printf("%8d  jwks/static   per round %s  median %.3f\n", n, fmtRatios(ratios), median(ratios))
-	fmt.Printf("%8d  jwks/static+h per round %s  median %.3f\n\n", n, fmtRatios(ratiosH), median(ratiosH))
+	if has := func(name string) bool { return len(results[name]) > 0 }; has("jwks") && has("static") {
+		fmt.Printf("%8d  req/s   jwks/static   per round %s  median %.3f\n", n, fmtRatios(ratios), median(ratios))
+		fmt.Printf("%8d  CPU/req static/jwks   per round %s  median %.3f\n", n, fmtRatios(cpuRatios), median(cpuRatios))
+		if has("static+h") {
+			fmt.Printf("%8d  req/s   jwks/static+h per round %s  median %.3f\n", n, fmtRatios(ratiosH), median(ratiosH))
+		}
+	}
+	fmt.Println()
 	return nil
 }
 
@@ -302,8 +330,14 @@ func staticHandler(src http.Handler, paths []string, sameHeaders bool) (http.Han
 type result struct {
 	requests  int64
 	elapsed   time.Duration
+	cpu       time.Duration // process CPU time (user+system) of the run
 	latencies []time.Duration
 }
+
+// cpuPerRequest is the CPU the whole process (server, client, runtime)
+// spent per request. Unlike req/s it does not depend on how much CPU other
+// processes of a shared machine leave us.
+func (r result) cpuPerRequest() time.Duration { return r.cpu / time.Duration(max(r.requests, 1)) }
 
 func (r result) rate() float64 { return float64(r.requests) / r.elapsed.Seconds() }
 
@@ -319,6 +353,7 @@ func merge(rs []result) result {
 	for _, r := range rs {
 		m.requests += r.requests
 		m.elapsed += r.elapsed
+		m.cpu += r.cpu
 		m.latencies = append(m.latencies, r.latencies...)
 	}
 	slices.Sort(m.latencies)
@@ -354,6 +389,8 @@ func drive(cfg config, h http.Handler, paths []string) (result, error) {
 		wg       sync.WaitGroup
 	)
 	lat := make([][]time.Duration, cfg.concurrency)
+	runtime.GC() // start every run with the same heap, not the last run's garbage
+	cpu0 := processCPU()
 	deadline := time.Now().Add(cfg.duration)
 	start := time.Now()
 	for w := range cfg.concurrency {
@@ -370,12 +407,21 @@ func drive(cfg config, h http.Handler, paths []string) (result, error) {
 		})
 	}
 	wg.Wait()
-	r := result{elapsed: time.Since(start)}
+	r := result{elapsed: time.Since(start), cpu: processCPU() - cpu0}
 	for _, l := range lat {
 		r.requests += int64(len(l))
 		r.latencies = append(r.latencies, l...)
 	}
 	return r, firstErr
+}
+
+// processCPU is the user+system CPU time of this process so far.
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 func fetch(c *http.Client, url string) error {
