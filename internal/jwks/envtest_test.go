@@ -172,7 +172,10 @@ func (s *suite) newManager(cfg *rest.Config, bind string) (manager.Manager, *Ser
 func (s *suite) stop() {
 	s.cancel()
 	select {
-	case <-s.done:
+	case err := <-s.done:
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "jwks test manager stopped with:", err)
+		}
 	case <-time.After(30 * time.Second):
 	}
 	_ = s.env.Stop()
@@ -376,7 +379,7 @@ func verifyJWS(t *testing.T, s *suite, org, site string, k *testKey) {
 	if err := json.Unmarshal([]byte(body), &set); err != nil {
 		t.Fatal(err)
 	}
-	parsed, err := jose.ParseSigned(compact, []jose.SignatureAlgorithm{alg})
+	parsed, err := jose.ParseSignedCompact(compact, []jose.SignatureAlgorithm{alg})
 	if err != nil {
 		t.Fatal(err)
 	}

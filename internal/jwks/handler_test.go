@@ -132,7 +132,7 @@ func TestServedJWKSVerifiesTokens(t *testing.T) {
 				t.Fatal(err)
 			}
 			compact, _ := obj.CompactSerialize()
-			parsed, err := jose.ParseSigned(compact, []jose.SignatureAlgorithm{alg})
+			parsed, err := jose.ParseSignedCompact(compact, []jose.SignatureAlgorithm{alg})
 			if err != nil {
 				t.Fatal(err)
 			}
