@@ -157,6 +157,9 @@ func (r *TenantIdentityReconciler) apply(ctx context.Context, obs *observed, pla
 	if plan.ActiveKID == "" {
 		return nil
 	}
+	if plan.Suspended && loaded.material[plan.ActiveKID] == nil {
+		return nil // suspended: the signing Secret stays as it is, even when its key's Secret is gone
+	}
 	return r.writeSigningSecret(ctx, obs, loaded.material[plan.ActiveKID])
 }
 

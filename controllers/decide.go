@@ -32,7 +32,7 @@ func orgBindingRefusal(ti *identityv1alpha1.TenantIdentity, namespaceLabels map[
 			ti.Namespace, identityv1alpha1.LabelOrg, ti.Spec.Org, ti.Spec.Org)}
 	case bound != ti.Spec.Org:
 		return &refusal{identityv1alpha1.ReasonOrgNotBound, fmt.Sprintf(
-			"namespace %s is bound to org %q, not %q", ti.Namespace, bound, ti.Spec.Org)}
+			"namespace %s is bound to org %q by its label %s, not to %q", ti.Namespace, bound, identityv1alpha1.LabelOrg, ti.Spec.Org)}
 	}
 	return nil
 }

@@ -39,6 +39,7 @@ func plannedStatus(ti *identityv1alpha1.TenantIdentity, in rotation.Input, plan 
 	st.ActiveKeyID = plan.ActiveKID
 	st.LastRotationTrigger = plan.HandledTrigger
 	st.Keys = keyStatuses(ti, in.Policy, plan)
+	st.NextRotationTime = nil // nothing is scheduled while suspended
 	if t := nextRotation(in.Policy, plan); !t.IsZero() && !plan.Suspended {
 		st.NextRotationTime = &metav1.Time{Time: t}
 	}
@@ -96,16 +97,16 @@ func keyStatuses(ti *identityv1alpha1.TenantIdentity, p rotation.Policy, plan ro
 				retires = activation
 			}
 			ks.RetiresAt = timeOrNil(retires)
-			ks.RemovesAt = timeOrNil(retires.Add(p.Overlap))
+			ks.RemovesAt = removalOrNil(retires.Add(p.Overlap))
 		case rotation.Retired:
-			ks.RetiresAt, ks.RemovesAt = timeOrNil(k.RetiredAt), timeOrNil(k.RemovesAt)
+			ks.RetiresAt, ks.RemovesAt = timeOrNil(k.RetiredAt), removalOrNil(k.RemovesAt)
 		}
 		out = append(out, ks)
 	}
 	for _, o := range plan.Orphans {
 		out = append(out, identityv1alpha1.KeyStatus{
 			KID: o.KID, Algorithm: identityv1alpha1.Algorithm(o.Algorithm), State: identityv1alpha1.KeyStateRetired,
-			RetiresAt: timeOrNil(o.RetiredAt), RemovesAt: timeOrNil(o.RemovesAt),
+			RetiresAt: timeOrNil(o.RetiredAt), RemovesAt: removalOrNil(o.RemovesAt),
 		})
 	}
 	return out
@@ -150,4 +151,15 @@ func timeOrNil(t time.Time) *metav1.Time {
 		return nil
 	}
 	return &metav1.Time{Time: t}
+}
+
+// removalOrNil is a removal time as the status keeps it: metav1.Time drops
+// the fraction of a second, and an orphan's removal is read back from the
+// status, so it is rounded up, never down (a key is never unpublished
+// before its overlap ends).
+func removalOrNil(t time.Time) *metav1.Time {
+	if r := t.Truncate(time.Second); r.Before(t) {
+		t = r.Add(time.Second)
+	}
+	return timeOrNil(t)
 }

@@ -66,7 +66,7 @@ func (r *TenantIdentityReconciler) Reconcile(ctx context.Context, req ctrl.Reque
 	}
 	obs, err := r.gather(ctx, &ti)
 	if err != nil {
-		return ctrl.Result{}, r.failed(ctx, &ti, err)
+		return r.failed(ctx, &ti, err)
 	}
 	if ref := r.refusal(obs); ref != nil {
 		r.Recorder.Eventf(&ti, nil, corev1.EventTypeWarning, ref.reason, "Refuse", "%s", ref.message)
@@ -81,14 +81,16 @@ func (r *TenantIdentityReconciler) Reconcile(ctx context.Context, req ctrl.Reque
 	plan := rotation.Decide(in)
 	if plan.Create != nil {
 		if in, err = r.createKey(ctx, obs, in, plan.Create, materials); err != nil {
-			return ctrl.Result{}, r.failed(ctx, &ti, err)
+			return r.failed(ctx, &ti, err)
 		}
-		created := plan.Events // the events of the decision that asked for the key
+		// The events are those of the decision that asked for the key: the
+		// re-plan repeats its decisions, so its events would repeat them.
+		created := plan.Events
 		plan = rotation.Decide(in)
-		plan.Events = append(created, plan.Events...)
+		plan.Events = created
 	}
 	if err := r.apply(ctx, obs, plan, materials); err != nil {
-		return ctrl.Result{}, r.failed(ctx, &ti, err)
+		return r.failed(ctx, &ti, err)
 	}
 	r.emit(&ti, plan.Events)
 	recordMetrics(&ti, plan)
@@ -118,21 +120,27 @@ func requeueAfter(next, now time.Time) time.Duration {
 	return time.Millisecond
 }
 
+// notOursRetry is how often a TenantIdentity blocked by someone else's
+// object is tried again: that object is not owned by the TenantIdentity, so
+// no watch brings it back when the object is moved.
+const notOursRetry = time.Minute
+
 // failed records an error that stops this reconcile: objects signet must not
-// overwrite become a condition; anything else is retried with backoff.
-func (r *TenantIdentityReconciler) failed(ctx context.Context, ti *identityv1alpha1.TenantIdentity, err error) error {
+// overwrite become a condition, checked again after a while; anything else
+// is retried with backoff.
+func (r *TenantIdentityReconciler) failed(ctx context.Context, ti *identityv1alpha1.TenantIdentity, err error) (ctrl.Result, error) {
 	var notOurs errNotOurs
 	if errors.As(err, &notOurs) {
 		r.Recorder.Eventf(ti, nil, corev1.EventTypeWarning, identityv1alpha1.ReasonKeyError, "Reconcile", "%s", err.Error())
 		st := baseStatus(ti, r.PublicBaseURL)
 		setCondition(&st, ti, identityv1alpha1.ConditionReady, "False", identityv1alpha1.ReasonKeyError, err.Error())
 		if werr := r.writeStatus(ctx, ti, st); werr != nil {
-			return werr
+			return ctrl.Result{}, werr
 		}
-		return nil // a watch on the object brings us back once it is moved
+		return ctrl.Result{RequeueAfter: notOursRetry}, nil
 	}
 	log.FromContext(ctx).Error(err, "reconcile failed; retrying")
-	return err
+	return ctrl.Result{}, err
 }
 
 // writeStatus is the one status write of a reconcile.
