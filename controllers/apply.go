@@ -219,7 +219,7 @@ func (r *TenantIdentityReconciler) writeConfigMap(ctx context.Context, obs *obse
 			public[kid] = jwk
 		}
 	}
-	want := desiredConfigMap(obs.ti, obs.configMap, plan.Published, public)
+	want := desiredConfigMap(obs.ti, obs.configMap, plan.Published, public, r.Clock.Now())
 	if obs.configMap == nil {
 		if err := r.Create(ctx, want); err != nil {
 			return fmt.Errorf("create JWKS ConfigMap: %w", err)

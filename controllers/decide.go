@@ -7,6 +7,7 @@ import (
 	identityv1alpha1 "github.com/signet-dev/signet/api/v1alpha1"
 	"github.com/signet-dev/signet/internal/keys"
 	"github.com/signet-dev/signet/internal/rotation"
+	"github.com/signet-dev/signet/internal/tenancy"
 )
 
 // The tenancy decisions: small pure functions over what gather read.
@@ -37,36 +38,9 @@ func orgBindingRefusal(ti *identityv1alpha1.TenantIdentity, namespaceLabels map[
 	return nil
 }
 
-// claimWinner is the TenantIdentity that owns an org/site among all its
-// claimants: the oldest, ties broken by namespace then name, so every
-// replica and the server pick the same one.
-func claimWinner(claimants []identityv1alpha1.TenantIdentity) *identityv1alpha1.TenantIdentity {
-	var winner *identityv1alpha1.TenantIdentity
-	for i := range claimants {
-		c := &claimants[i]
-		if c.DeletionTimestamp != nil {
-			continue
-		}
-		if winner == nil || olderClaim(c, winner) {
-			winner = c
-		}
-	}
-	return winner
-}
-
-func olderClaim(a, b *identityv1alpha1.TenantIdentity) bool {
-	if !a.CreationTimestamp.Equal(&b.CreationTimestamp) {
-		return a.CreationTimestamp.Before(&b.CreationTimestamp)
-	}
-	if a.Namespace != b.Namespace {
-		return a.Namespace < b.Namespace
-	}
-	return a.Name < b.Name
-}
-
 // conflictRefusal refuses ti when an older TenantIdentity claims its org/site.
 func conflictRefusal(ti *identityv1alpha1.TenantIdentity, claimants []identityv1alpha1.TenantIdentity) *refusal {
-	w := claimWinner(append([]identityv1alpha1.TenantIdentity{*ti}, claimants...))
+	w := tenancy.Winner(append([]identityv1alpha1.TenantIdentity{*ti}, claimants...))
 	if w == nil || (w.Namespace == ti.Namespace && w.Name == ti.Name) {
 		return nil
 	}

@@ -64,40 +64,6 @@ func TestOrgBindingRefusal(t *testing.T) {
 	}
 }
 
-func TestClaimWinner(t *testing.T) {
-	old := tenant("ns-b", "x", t0)
-	young := tenant("ns-a", "a", t0.Add(time.Second))
-	tieA := tenant("ns-a", "z", t0)
-	tieB := tenant("ns-b", "a", t0)
-	tieSameNS := tenant("ns-b", "b", t0)
-	cases := []struct {
-		name      string
-		claimants []identityv1alpha1.TenantIdentity
-		want      string // namespace/name, "" for none
-	}{
-		{"none", nil, ""},
-		{"one", []identityv1alpha1.TenantIdentity{young}, "ns-a/a"},
-		{"the older wins, listed first", []identityv1alpha1.TenantIdentity{old, young}, "ns-b/x"},
-		{"the older wins, listed last", []identityv1alpha1.TenantIdentity{young, old}, "ns-b/x"},
-		{"tie: namespace first", []identityv1alpha1.TenantIdentity{tieB, tieA}, "ns-a/z"},
-		{"tie: then name", []identityv1alpha1.TenantIdentity{old, tieSameNS, tieB}, "ns-b/a"},
-		{"a claim being deleted does not count", []identityv1alpha1.TenantIdentity{deleting(old), young}, "ns-a/a"},
-		{"all being deleted", []identityv1alpha1.TenantIdentity{deleting(old), deleting(young)}, ""},
-	}
-	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			w := claimWinner(tc.claimants)
-			got := ""
-			if w != nil {
-				got = w.Namespace + "/" + w.Name
-			}
-			if got != tc.want {
-				t.Errorf("winner %q, want %q", got, tc.want)
-			}
-		})
-	}
-}
-
 func TestConflictRefusal(t *testing.T) {
 	me := tenant("ns-m", "me", t0.Add(time.Second))
 	cases := []struct {

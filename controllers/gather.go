@@ -10,7 +10,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	identityv1alpha1 "github.com/signet-dev/signet/api/v1alpha1"
-	"github.com/signet-dev/signet/internal/index"
+	"github.com/signet-dev/signet/internal/tenancy"
 )
 
 // observed is everything one reconcile reads, gathered in one place so the
@@ -53,7 +53,7 @@ func (r *TenantIdentityReconciler) gather(ctx context.Context, ti *identityv1alp
 		obs.namespaceLabels = ns.Labels
 	}
 	var claims identityv1alpha1.TenantIdentityList
-	if err := r.List(ctx, &claims, client.MatchingFields{index.OrgSiteField: index.OrgSite(ti.Spec.Org, ti.Spec.SiteID)}); err != nil {
+	if err := r.List(ctx, &claims, client.MatchingFields{tenancy.OrgSiteField: tenancy.OrgSite(ti.Spec.Org, ti.Spec.SiteID)}); err != nil {
 		return nil, fmt.Errorf("list claims on org/site: %w", err)
 	}
 	for _, c := range claims.Items {

@@ -28,9 +28,9 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log"
 
 	identityv1alpha1 "github.com/signet-dev/signet/api/v1alpha1"
-	"github.com/signet-dev/signet/internal/index"
 	"github.com/signet-dev/signet/internal/keys"
 	"github.com/signet-dev/signet/internal/rotation"
+	"github.com/signet-dev/signet/internal/tenancy"
 	"github.com/signet-dev/signet/internal/testenv"
 )
 
@@ -119,7 +119,7 @@ func (r *eventRecorder) take() []capturedEvent {
 // ---- clients ----
 
 // shared is what every test shares: a client straight to the API server,
-// with no cache, and a cache of TenantIdentities with the org/site index.
+// with no cache, and a cache of TenantIdentities with the org/site tenancy.
 var shared struct {
 	once   sync.Once
 	client client.WithWatch
@@ -139,7 +139,7 @@ func stopShared() {
 
 // newDirectClient talks straight to the API server, with no cache, except
 // for the one list the API server cannot serve: TenantIdentities by
-// index.OrgSiteField. That list is served by a cache with the index
+// tenancy.OrgSiteField. That list is served by a cache with the index
 // registered, as in the manager; the tests wait for the cache to see every
 // TenantIdentity they create, change or delete (see waitCached), so it is
 // never stale when a reconcile reads it.
@@ -157,7 +157,7 @@ func newDirectClient(t testing.TB) client.WithWatch {
 			return
 		}
 		ctx, stop := context.WithCancel(context.Background()) // until TestMain stops it
-		if err := index.RegisterOrgSite(ctx, ca); err != nil {
+		if err := tenancy.RegisterOrgSite(ctx, ca); err != nil {
 			stop()
 			shared.err = err
 			return
@@ -185,7 +185,7 @@ func listByOrgSite(ctx context.Context, c client.WithWatch, list client.ObjectLi
 	if lo.FieldSelector == nil || lo.FieldSelector.Empty() {
 		return c.List(ctx, list, opts...)
 	}
-	if _, ok := lo.FieldSelector.RequiresExactMatch(index.OrgSiteField); !ok {
+	if _, ok := lo.FieldSelector.RequiresExactMatch(tenancy.OrgSiteField); !ok {
 		return fmt.Errorf("test client: unsupported field selector %q", lo.FieldSelector)
 	}
 	return shared.cache.List(ctx, list, opts...)

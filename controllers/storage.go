@@ -197,24 +197,27 @@ func kidsOfConfigMap(cm *corev1.ConfigMap) []string {
 	return kids
 }
 
-// desiredConfigMap is the JWKS ConfigMap for the published kids. Its
-// sequence number grows by one whenever its keys change.
-func desiredConfigMap(ti *identityv1alpha1.TenantIdentity, current *corev1.ConfigMap, published []string, publicJWKs map[string][]byte) *corev1.ConfigMap {
+// desiredConfigMap is the JWKS ConfigMap for the published kids, as of now.
+// Its sequence (published as spiffe_sequence) is the Unix second of the last
+// change of its keys, one more than before when two changes share a second:
+// it only grows, even across a deleted and recreated ConfigMap.
+func desiredConfigMap(ti *identityv1alpha1.TenantIdentity, current *corev1.ConfigMap, published []string, publicJWKs map[string][]byte, now time.Time) *corev1.ConfigMap {
 	data, order := jwksConfigMapData(published, publicJWKs)
-	seq := int64(1)
+	seq := now.Unix()
+	annotations := map[string]string{}
 	if current != nil {
+		maps.Copy(annotations, current.Annotations) // other tools' annotations stay
 		prev, _ := strconv.ParseInt(current.Annotations[identityv1alpha1.AnnotationSequence], 10, 64)
-		seq = prev
-		if !maps.Equal(current.Data, data) || current.Annotations[identityv1alpha1.AnnotationKeyOrder] != order {
-			seq++
+		seq = max(prev+1, seq)
+		if maps.Equal(current.Data, data) && current.Annotations[identityv1alpha1.AnnotationKeyOrder] == order {
+			seq = prev
 		}
 	}
 	meta := ownedMeta(ti, identityv1alpha1.JWKSConfigMapName(ti.Name), identityv1alpha1.ComponentJWKS)
 	meta.Labels[identityv1alpha1.LabelOrg] = ti.Spec.Org
 	meta.Labels[identityv1alpha1.LabelSite] = ti.Spec.SiteID
-	meta.Annotations = map[string]string{
-		identityv1alpha1.AnnotationKeyOrder: order,
-		identityv1alpha1.AnnotationSequence: strconv.FormatInt(seq, 10),
-	}
+	annotations[identityv1alpha1.AnnotationKeyOrder] = order
+	annotations[identityv1alpha1.AnnotationSequence] = strconv.FormatInt(seq, 10)
+	meta.Annotations = annotations
 	return &corev1.ConfigMap{ObjectMeta: meta, Data: data}
 }

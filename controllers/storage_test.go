@@ -2,6 +2,7 @@ package controllers
 
 import (
 	"maps"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -155,24 +156,36 @@ func TestKeySecretName(t *testing.T) {
 func TestDesiredConfigMap(t *testing.T) {
 	ti := tenant("ns", tiName, t0)
 	jwks := map[string][]byte{"a": []byte(`{"kid":"a"}`), "b": []byte(`{"kid":"b"}`)}
-	first := desiredConfigMap(&ti, nil, []string{"b", "a", "missing"}, jwks)
+	seq := func(cm *corev1.ConfigMap) string { return cm.Annotations[identityv1alpha1.AnnotationSequence] }
+	at := func(d time.Duration) string { return strconv.FormatInt(t0.Add(d).Unix(), 10) }
+	first := desiredConfigMap(&ti, nil, []string{"b", "a", "missing"}, jwks, t0)
 	if got := first.Annotations[identityv1alpha1.AnnotationKeyOrder]; got != "b,a" {
 		t.Errorf("key-order %q, want b,a (a kid without a public key is left out)", got)
 	}
-	if first.Annotations[identityv1alpha1.AnnotationSequence] != "1" || len(first.Data) != 2 {
-		t.Errorf("first ConfigMap %+v", first)
+	if seq(first) != at(0) || len(first.Data) != 2 {
+		t.Errorf("first ConfigMap %+v, want sequence %s", first, at(0))
 	}
-	same := desiredConfigMap(&ti, first, []string{"b", "a"}, jwks)
-	if same.Annotations[identityv1alpha1.AnnotationSequence] != "1" {
-		t.Errorf("sequence moved without a change: %s", same.Annotations[identityv1alpha1.AnnotationSequence])
+	same := desiredConfigMap(&ti, first, []string{"b", "a"}, jwks, t0.Add(time.Hour))
+	if seq(same) != at(0) {
+		t.Errorf("sequence moved without a change: %s", seq(same))
 	}
-	reordered := desiredConfigMap(&ti, same, []string{"a", "b"}, jwks)
-	if reordered.Annotations[identityv1alpha1.AnnotationSequence] != "2" {
-		t.Errorf("sequence after a reorder: %s", reordered.Annotations[identityv1alpha1.AnnotationSequence])
+	reordered := desiredConfigMap(&ti, same, []string{"a", "b"}, jwks, t0)
+	if seq(reordered) != at(time.Second) {
+		t.Errorf("sequence after a reorder in the same second: %s, want %s", seq(reordered), at(time.Second))
 	}
-	fewer := desiredConfigMap(&ti, reordered, []string{"a"}, jwks)
-	if fewer.Annotations[identityv1alpha1.AnnotationSequence] != "3" || len(fewer.Data) != 1 {
-		t.Errorf("after a removal: %+v", fewer)
+	fewer := desiredConfigMap(&ti, reordered, []string{"a"}, jwks, t0.Add(time.Minute))
+	if seq(fewer) != at(time.Minute) || len(fewer.Data) != 1 {
+		t.Errorf("after a removal a minute later: %+v, want sequence %s", fewer, at(time.Minute))
+	}
+	// Deleted and recreated later: the sequence still grows.
+	if recreated := desiredConfigMap(&ti, nil, []string{"a"}, jwks, t0.Add(2*time.Minute)); seq(recreated) <= seq(fewer) {
+		t.Errorf("recreated ConfigMap's sequence %s does not exceed %s", seq(recreated), seq(fewer))
+	}
+	// Annotations of other tools survive.
+	foreign := fewer.DeepCopy()
+	foreign.Annotations["example.com/note"] = "kept"
+	if got := desiredConfigMap(&ti, foreign, []string{"a", "b"}, jwks, t0.Add(time.Hour)); got.Annotations["example.com/note"] != "kept" {
+		t.Errorf("a foreign annotation was dropped: %v", got.Annotations)
 	}
 	if fewer.Labels[identityv1alpha1.LabelOrg] != "acme" || fewer.Labels[identityv1alpha1.LabelSite] != ti.Spec.SiteID {
 		t.Errorf("labels %v", fewer.Labels)

@@ -20,9 +20,9 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	identityv1alpha1 "github.com/signet-dev/signet/api/v1alpha1"
-	"github.com/signet-dev/signet/internal/index"
 	"github.com/signet-dev/signet/internal/keys"
 	"github.com/signet-dev/signet/internal/rotation"
+	"github.com/signet-dev/signet/internal/tenancy"
 )
 
 // EventRecorder is the part of the events API the reconciler uses
@@ -70,13 +70,13 @@ func (r *TenantIdentityReconciler) Reconcile(ctx context.Context, req ctrl.Reque
 	}
 	if ref := r.refusal(obs); ref != nil {
 		r.Recorder.Eventf(&ti, nil, corev1.EventTypeWarning, ref.reason, "Refuse", "%s", ref.message)
-		return ctrl.Result{}, r.writeStatus(ctx, &ti, refusedStatus(&ti, ref, r.PublicBaseURL))
+		return r.finish(ctx, &ti, refusedStatus(&ti, ref, r.PublicBaseURL), 0)
 	}
 	now := r.Clock.Now()
 	in, materials, err := r.rotationInput(ctx, obs, now)
 	if err != nil {
 		r.Recorder.Eventf(&ti, nil, corev1.EventTypeWarning, identityv1alpha1.ReasonInvalidSpec, "Validate", "%s", err.Error())
-		return ctrl.Result{}, r.writeStatus(ctx, &ti, invalidSpecStatus(&ti, err, r.PublicBaseURL))
+		return r.finish(ctx, &ti, invalidSpecStatus(&ti, err, r.PublicBaseURL), 0)
 	}
 	plan := rotation.Decide(in)
 	if plan.Create != nil {
@@ -94,10 +94,16 @@ func (r *TenantIdentityReconciler) Reconcile(ctx context.Context, req ctrl.Reque
 	}
 	r.emit(&ti, plan.Events)
 	recordMetrics(&ti, plan)
-	if err := r.writeStatus(ctx, &ti, plannedStatus(&ti, in, plan, r.PublicBaseURL)); err != nil {
-		return ctrl.Result{}, err
+	return r.finish(ctx, &ti, plannedStatus(&ti, in, plan, r.PublicBaseURL), requeueAfter(plan.NextChange, now))
+}
+
+// finish writes the status, the last write of a reconcile, and says when to
+// come back.
+func (r *TenantIdentityReconciler) finish(ctx context.Context, ti *identityv1alpha1.TenantIdentity, st identityv1alpha1.TenantIdentityStatus, after time.Duration) (ctrl.Result, error) {
+	if err := r.writeStatus(ctx, ti, st); err != nil {
+		return r.failed(ctx, ti, err)
 	}
-	return ctrl.Result{RequeueAfter: requeueAfter(plan.NextChange, now)}, nil
+	return ctrl.Result{RequeueAfter: after}, nil
 }
 
 // refusal says whether ti may publish at all.
@@ -135,22 +141,29 @@ func (r *TenantIdentityReconciler) failed(ctx context.Context, ti *identityv1alp
 		st := baseStatus(ti, r.PublicBaseURL)
 		setCondition(&st, ti, identityv1alpha1.ConditionReady, "False", identityv1alpha1.ReasonKeyError, err.Error())
 		if werr := r.writeStatus(ctx, ti, st); werr != nil {
-			return ctrl.Result{}, werr
+			return r.failed(ctx, ti, werr)
 		}
 		return ctrl.Result{RequeueAfter: notOursRetry}, nil
+	}
+	if apierrors.IsConflict(err) {
+		// We read from a cache a write of ours has not reached yet: not an
+		// error, the next reconcile reads the newer object.
+		log.FromContext(ctx).V(1).Info("object changed under us; reconciling again", "conflict", err.Error())
+		return ctrl.Result{RequeueAfter: conflictRetry}, nil
 	}
 	log.FromContext(ctx).Error(err, "reconcile failed; retrying")
 	return ctrl.Result{}, err
 }
+
+// conflictRetry is how soon a reconcile that lost an optimistic-lock race
+// runs again.
+const conflictRetry = 200 * time.Millisecond
 
 // writeStatus is the one status write of a reconcile.
 func (r *TenantIdentityReconciler) writeStatus(ctx context.Context, ti *identityv1alpha1.TenantIdentity, st identityv1alpha1.TenantIdentityStatus) error {
 	patch := client.MergeFromWithOptions(ti.DeepCopy(), client.MergeFromWithOptimisticLock{})
 	ti.Status = st
 	if err := r.Status().Patch(ctx, ti, patch); err != nil {
-		if apierrors.IsConflict(err) {
-			return fmt.Errorf("status changed under us, retrying: %w", err)
-		}
 		return fmt.Errorf("write status: %w", err)
 	}
 	return nil
@@ -166,7 +179,7 @@ func (r *TenantIdentityReconciler) emit(ti *identityv1alpha1.TenantIdentity, eve
 // SetupWithManager watches TenantIdentities, what they own, their
 // namespaces (org binding) and their rivals for the same org/site.
 func (r *TenantIdentityReconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manager) error {
-	if err := index.RegisterOrgSite(ctx, mgr.GetFieldIndexer()); err != nil {
+	if err := tenancy.RegisterOrgSite(ctx, mgr.GetFieldIndexer()); err != nil {
 		return err
 	}
 	if r.Generate == nil {
@@ -196,7 +209,7 @@ func (r *TenantIdentityReconciler) tenantsInNamespace(ctx context.Context, o cli
 func (r *TenantIdentityReconciler) rivals(ctx context.Context, o client.Object) []reconcile.Request {
 	ti := o.(*identityv1alpha1.TenantIdentity)
 	var list identityv1alpha1.TenantIdentityList
-	if err := r.List(ctx, &list, client.MatchingFields{index.OrgSiteField: index.OrgSite(ti.Spec.Org, ti.Spec.SiteID)}); err != nil {
+	if err := r.List(ctx, &list, client.MatchingFields{tenancy.OrgSiteField: tenancy.OrgSite(ti.Spec.Org, ti.Spec.SiteID)}); err != nil {
 		return nil
 	}
 	return requestsFor(list.Items)

@@ -9,6 +9,8 @@ import (
 	"os"
 	"time"
 
+	uberzap "go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -85,6 +87,7 @@ func main() {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(2)
 	}
+	zapOpts.Level = capVerbosity(zapOpts.Level)
 	ctrl.SetLogger(zap.New(zap.UseFlagOptions(zapOpts)))
 	if err := run(ctrl.SetupSignalHandler(), o); err != nil {
 		ctrl.Log.Error(err, "manager stopped")
@@ -109,4 +112,19 @@ func restConfig(kubeconfig string) (*rest.Config, error) {
 		return ctrl.GetConfig()
 	}
 	return clientcmd.BuildConfigFromFlags("", kubeconfig)
+}
+
+// maxVerbosity is the most verbose log level the manager allows. client-go
+// logs request and response bodies, Secrets' data included, from V(8) on
+// through the contextual logger: a debugging flag must never leak a key.
+const maxVerbosity = 5
+
+// capVerbosity lets through what the flags enable, down to maxVerbosity.
+func capVerbosity(enabled zapcore.LevelEnabler) zapcore.LevelEnabler {
+	if enabled == nil {
+		enabled = zapcore.InfoLevel
+	}
+	return uberzap.LevelEnablerFunc(func(l zapcore.Level) bool {
+		return l >= -maxVerbosity && enabled.Enabled(l)
+	})
 }

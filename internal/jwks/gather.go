@@ -28,6 +28,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/signet-dev/signet/api/v1alpha1"
+	"github.com/signet-dev/signet/internal/tenancy"
 )
 
 // This file holds the pure decisions: which TenantIdentity owns an org/site,
@@ -43,31 +44,7 @@ const defaultPrePublish = time.Hour
 type tenantKey struct{ org, site string }
 
 // String is the "org/siteID" form, also the value of the field index.
-func (k tenantKey) String() string { return OrgSiteKey(k.org, k.site) }
-
-// OrgSiteKey is the value of the OrgSiteIndex field index for an org/site.
-func OrgSiteKey(org, siteID string) string { return org + "/" + siteID }
-
-// claimWinner returns the TenantIdentity that owns an org/site among all
-// those claiming it: the oldest, ties broken by namespace then name, so
-// that every replica (and the controller) picks the same one. nil if none.
-func claimWinner(claimants []v1alpha1.TenantIdentity) *v1alpha1.TenantIdentity {
-	var winner *v1alpha1.TenantIdentity
-	for i := range claimants {
-		if winner == nil || compareClaims(&claimants[i], winner) < 0 {
-			winner = &claimants[i]
-		}
-	}
-	return winner
-}
-
-// compareClaims orders claimants: oldest first, then namespace/name.
-func compareClaims(a, b *v1alpha1.TenantIdentity) int {
-	if c := a.CreationTimestamp.Compare(b.CreationTimestamp.Time); c != 0 {
-		return c
-	}
-	return cmp.Or(cmp.Compare(a.Namespace, b.Namespace), cmp.Compare(a.Name, b.Name))
-}
+func (k tenantKey) String() string { return tenancy.OrgSite(k.org, k.site) }
 
 // published reports whether the controller allows ti's documents to be served.
 func published(ti *v1alpha1.TenantIdentity) bool {

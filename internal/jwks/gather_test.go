@@ -26,35 +26,6 @@ import (
 	"github.com/signet-dev/signet/api/v1alpha1"
 )
 
-func TestClaimWinner(t *testing.T) {
-	older := newTI("b", "x", "acme", siteA, epoch, metav1.ConditionTrue)
-	younger := newTI("a", "x", "acme", siteA, epoch.Add(time.Second), metav1.ConditionTrue)
-	sameTimeA := newTI("a", "z", "acme", siteA, epoch, metav1.ConditionTrue)
-	sameTimeB := newTI("a", "y", "acme", siteA, epoch, metav1.ConditionTrue)
-	tests := []struct {
-		name      string
-		claimants []v1alpha1.TenantIdentity
-		want      string // namespace/name, "" for none
-	}{
-		{"none", nil, ""},
-		{"one", []v1alpha1.TenantIdentity{*younger}, "a/x"},
-		{"oldest wins whatever its name", []v1alpha1.TenantIdentity{*younger, *older}, "b/x"},
-		{"tie: namespace first", []v1alpha1.TenantIdentity{*older, *sameTimeA}, "a/z"},
-		{"tie: then name", []v1alpha1.TenantIdentity{*sameTimeA, *sameTimeB, *older}, "a/y"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			got := ""
-			if w := claimWinner(tt.claimants); w != nil {
-				got = w.Namespace + "/" + w.Name
-			}
-			if got != tt.want {
-				t.Errorf("winner = %q, want %q", got, tt.want)
-			}
-		})
-	}
-}
-
 func TestPublished(t *testing.T) {
 	for _, tt := range []struct {
 		status metav1.ConditionStatus

@@ -40,6 +40,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/manager"
 
 	"github.com/signet-dev/signet/api/v1alpha1"
+	"github.com/signet-dev/signet/internal/tenancy"
 )
 
 // Defaults of Options, the same as the manager's flag defaults.
@@ -112,7 +113,7 @@ func ConfigMapCacheOptions() cache.ByObject {
 	return cache.ByObject{Label: labels.SelectorFromSet(labels.Set{v1alpha1.LabelComponent: v1alpha1.ComponentJWKS})}
 }
 
-// Add registers the JWKS server with mgr: the OrgSiteIndex field index on
+// Add registers the JWKS server with mgr: the tenancy.OrgSiteField index on
 // TenantIdentity, event handlers on the informers of TenantIdentity and
 // ConfigMap, the rebuild loop, and (unless BindAddress is "0") the HTTP
 // server and, with TLS, the certificate watcher. All of them run in every
@@ -132,7 +133,7 @@ func Add(mgr manager.Manager, opts Options) (*Server, error) {
 		return nil, err
 	}
 	ctx := context.Background()
-	if err := mgr.GetFieldIndexer().IndexField(ctx, &v1alpha1.TenantIdentity{}, OrgSiteIndex, indexOrgSite); err != nil {
+	if err := tenancy.RegisterOrgSite(ctx, mgr.GetFieldIndexer()); err != nil {
 		return nil, fmt.Errorf("jwks: index TenantIdentity by org/site: %w", err)
 	}
 	if err := s.watch(ctx, mgr.GetCache()); err != nil {

@@ -30,21 +30,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/signet-dev/signet/api/v1alpha1"
+	"github.com/signet-dev/signet/internal/tenancy"
 )
-
-// OrgSiteIndex is the field index, on TenantIdentity, by "org/siteID"
-// (OrgSiteKey): resolving one org/site lists only its claimants. The name
-// is specific to this package so that the controller may register its own.
-const OrgSiteIndex = "jwks.signet.dev/org-site"
-
-// indexOrgSite is the extractor of OrgSiteIndex.
-func indexOrgSite(obj client.Object) []string {
-	ti, ok := obj.(*v1alpha1.TenantIdentity)
-	if !ok || ti.Spec.Org == "" || ti.Spec.SiteID == "" {
-		return nil
-	}
-	return []string{OrgSiteKey(ti.Spec.Org, ti.Spec.SiteID)}
-}
 
 // retryDelay is how long an org/site whose resolution failed (a cache read
 // error) waits before it is resolved again. Its old entry stays served.
@@ -226,7 +213,7 @@ func (s *Server) resolve(ctx context.Context, k tenantKey) (*entry, error) {
 // index: resolving one org/site never lists all TenantIdentities.
 func (s *Server) listClaimants(ctx context.Context, k tenantKey) ([]v1alpha1.TenantIdentity, error) {
 	var list v1alpha1.TenantIdentityList
-	opts := []client.ListOption{client.MatchingFields{OrgSiteIndex: k.String()}}
+	opts := []client.ListOption{client.MatchingFields{tenancy.OrgSiteField: k.String()}}
 	if s.opts.WatchNamespace != "" {
 		opts = append(opts, client.InNamespace(s.opts.WatchNamespace))
 	}
@@ -243,7 +230,7 @@ type configMapGetter func(key client.ObjectKey) (*corev1.ConfigMap, error)
 // claimants must be Published and its ConfigMap (found by getConfigMap)
 // trusted. A bad key yields badEntry (502), logged without the document.
 func (s *Server) decide(k tenantKey, claimants []v1alpha1.TenantIdentity, getConfigMap configMapGetter) (*entry, error) {
-	winner := claimWinner(claimants)
+	winner := tenancy.Winner(claimants)
 	if winner == nil || !published(winner) {
 		return nil, nil
 	}

@@ -37,6 +37,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 
 	"github.com/signet-dev/signet/api/v1alpha1"
+	"github.com/signet-dev/signet/internal/tenancy"
 )
 
 func testScheme(t testing.TB) *runtime.Scheme {
@@ -71,11 +72,11 @@ type logBuffer struct {
 func (l *logBuffer) String() string { l.mu.Lock(); defer l.mu.Unlock(); return l.b.String() }
 
 // fakeServer is a Server reading objs through a fake client that has the
-// OrgSiteIndex, as the manager's cache has once Add registered it.
+// tenancy.OrgSiteField, as the manager's cache has once Add registered it.
 func fakeServer(t testing.TB, objs ...client.Object) (*Server, *countingReader, *logBuffer) {
 	t.Helper()
 	c := fake.NewClientBuilder().WithScheme(testScheme(t)).
-		WithIndex(&v1alpha1.TenantIdentity{}, OrgSiteIndex, indexOrgSite).
+		WithIndex(&v1alpha1.TenantIdentity{}, tenancy.OrgSiteField, tenancy.OrgSiteValues).
 		WithObjects(objs...).Build()
 	reader := &countingReader{Reader: c}
 	logs := &logBuffer{}
