@@ -85,6 +85,9 @@ func (r *TenantIdentityReconciler) orphans(obs *observed, loaded *loadedKeys) []
 			continue
 		}
 		ks, ok := known[kid]
+		if !ok && obs.ti.Spec.Suspend {
+			continue // suspended: the documents stay as they are, this entry too
+		}
 		if !ok {
 			r.Recorder.Eventf(obs.ti, nil, corev1.EventTypeWarning, "UnknownKeyDropped", "Repair",
 				"the JWKS ConfigMap lists kid %s, which signet never published; it is removed", kid)
