@@ -254,22 +254,25 @@ func (r *TenantIdentityReconciler) writeSigningSecret(ctx context.Context, obs *
 	if err != nil {
 		return err
 	}
+	meta := ownedMeta(obs.ti, identityv1alpha1.SigningSecretName(obs.ti.Name), identityv1alpha1.ComponentSigningKey)
 	if obs.signing == nil {
-		s := &corev1.Secret{
-			ObjectMeta: ownedMeta(obs.ti, identityv1alpha1.SigningSecretName(obs.ti.Name), identityv1alpha1.ComponentSigningKey),
-			Type:       corev1.SecretTypeOpaque,
-			Data:       data,
-		}
+		s := &corev1.Secret{ObjectMeta: meta, Type: corev1.SecretTypeOpaque, Data: data}
 		if err := r.Create(ctx, s); err != nil {
 			return fmt.Errorf("create signing secret: %w", err)
 		}
 		return nil
 	}
 	s := obs.signing
-	if secretDataEqual(s.Data, data) && len(s.StringData) == 0 {
+	// The labels matter too: without them the cache, which selects by
+	// label, no longer sees the Secret.
+	if secretDataEqual(s.Data, data) && len(s.StringData) == 0 && labelsHave(s.Labels, meta.Labels) {
 		return nil
 	}
 	s.Data, s.StringData = data, nil
+	if s.Labels == nil {
+		s.Labels = map[string]string{}
+	}
+	maps.Copy(s.Labels, meta.Labels)
 	if err := r.Update(ctx, s); err != nil {
 		if apierrors.IsInvalid(err) {
 			return fmt.Errorf("signing secret %s cannot be updated (made immutable by hand?): %w", s.Name, err)

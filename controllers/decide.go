@@ -38,6 +38,22 @@ func orgBindingRefusal(ti *identityv1alpha1.TenantIdentity, namespaceLabels map[
 	return nil
 }
 
+// boundClaims are the claims that compete for an org/site: with org binding
+// on, only those whose namespace is bound to their org, so that a tenant
+// cannot squat another org's org/site by claiming it first.
+func boundClaims(claims []identityv1alpha1.TenantIdentity, namespaceLabels map[string]map[string]string, bindingOn bool) []identityv1alpha1.TenantIdentity {
+	if !bindingOn {
+		return claims
+	}
+	var bound []identityv1alpha1.TenantIdentity
+	for i := range claims {
+		if orgBindingRefusal(&claims[i], namespaceLabels[claims[i].Namespace], true) == nil {
+			bound = append(bound, claims[i])
+		}
+	}
+	return bound
+}
+
 // conflictRefusal refuses ti when an older TenantIdentity claims its org/site.
 func conflictRefusal(ti *identityv1alpha1.TenantIdentity, claimants []identityv1alpha1.TenantIdentity) *refusal {
 	w := tenancy.Winner(append([]identityv1alpha1.TenantIdentity{*ti}, claimants...))

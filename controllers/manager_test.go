@@ -20,6 +20,7 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	identityv1alpha1 "github.com/signet-dev/signet/api/v1alpha1"
+	"github.com/signet-dev/signet/internal/jwks"
 	"github.com/signet-dev/signet/internal/testenv"
 )
 
@@ -52,14 +53,18 @@ func TestManager(t *testing.T) {
 		HealthProbeBindAddress: "0",
 		Controller:             config.Controller{SkipNameValidation: ptr.To(true)},
 		// Only this test's namespace: the other tests' objects stay out.
-		Cache: cache.Options{DefaultNamespaces: map[string]cache.Config{ns: {}}},
+		// Secrets and ConfigMaps selected by label, as cmd/manager does.
+		Cache: cache.Options{DefaultNamespaces: map[string]cache.Config{ns: {}}, ByObject: map[client.Object]cache.ByObject{
+			&corev1.Secret{}:    SecretCacheOptions(),
+			&corev1.ConfigMap{}: jwks.ConfigMapCacheOptions(),
+		}},
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	r := &TenantIdentityReconciler{
-		Client: mgr.GetClient(), Scheme: mgr.GetScheme(), Clock: clock.RealClock{},
+		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Scheme: mgr.GetScheme(), Clock: clock.RealClock{},
 		Recorder: mgr.GetEventRecorder("signet"), PublicBaseURL: publicBaseURL, OrgBinding: true,
 	}
 	if err := r.SetupWithManager(ctx, mgr); err != nil {
@@ -122,5 +127,36 @@ func TestManager(t *testing.T) {
 			return false, err
 		}
 		return err == nil && cm.UID != s.cm.UID && cm.Data[ti.Status.ActiveKeyID+".json"] == s.cm.Data[ti.Status.ActiveKeyID+".json"], err
+	})
+
+	// Labels stripped by hand: the label-selecting cache loses sight of the
+	// objects, yet the reconciler (reading them live) restores the labels.
+	strip := func(obj client.Object, label string) {
+		t.Helper()
+		if err := c.Get(ctx, client.ObjectKeyFromObject(obj), obj); err != nil {
+			t.Fatal(err)
+		}
+		labels := obj.GetLabels()
+		delete(labels, label)
+		obj.SetLabels(labels)
+		if err := c.Update(ctx, obj); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cmKey := client.ObjectKey{Namespace: ns, Name: identityv1alpha1.JWKSConfigMapName(tiName)}
+	signingKey := client.ObjectKey{Namespace: ns, Name: identityv1alpha1.SigningSecretName(tiName)}
+	strip(&corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: cmKey.Name}}, identityv1alpha1.LabelComponent)
+	strip(&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: signingKey.Name}}, identityv1alpha1.LabelTenantIdentity)
+	eventually(t, "the stripped labels restored", func() (bool, error) {
+		var cm corev1.ConfigMap
+		var sec corev1.Secret
+		if err := c.Get(ctx, cmKey, &cm); err != nil {
+			return false, err
+		}
+		if err := c.Get(ctx, signingKey, &sec); err != nil {
+			return false, err
+		}
+		return cm.Labels[identityv1alpha1.LabelComponent] == identityv1alpha1.ComponentJWKS &&
+			sec.Labels[identityv1alpha1.LabelTenantIdentity] == tiName, nil
 	})
 }

@@ -172,3 +172,43 @@ func TestRefusalKeepsPublishedKeys(t *testing.T) {
 		}
 	}
 }
+
+// An older claim in a namespace not bound to the org (a squatter) does not
+// compete: the bound claim publishes.
+func TestUnboundOlderClaimDoesNotBlock(t *testing.T) {
+	t.Parallel()
+	nsSquat, nsOwner := env.Namespace(t, nil), env.Namespace(t, acme)
+	site := newSiteID(t)
+	onSite := func(s *identityv1alpha1.TenantIdentitySpec) { s.SiteID = site }
+	squatter, owner := newHarnessIn(t, nsSquat), newHarnessIn(t, nsOwner)
+	created := squatter.create(onSite)
+	time.Sleep(time.Until(created.CreationTimestamp.Add(1100 * time.Millisecond)))
+	owner.create(onSite)
+
+	squatter.reconcile()
+	expectCondition(t, squatter.snap(), identityv1alpha1.ConditionReady, metav1.ConditionFalse, identityv1alpha1.ReasonOrgNotBound)
+	owner.reconcile()
+	s := owner.snap()
+	expectCondition(t, s, identityv1alpha1.ConditionReady, metav1.ConditionTrue, identityv1alpha1.ReasonKeysPublished)
+	expectCondition(t, s, identityv1alpha1.ConditionPublished, metav1.ConditionTrue, identityv1alpha1.ReasonKeysPublished)
+	if len(s.keys) != 1 || s.cm == nil {
+		t.Errorf("the bound claim did not publish: %d keys, ConfigMap %v", len(s.keys), s.cm != nil)
+	}
+}
+
+func TestBoundClaims(t *testing.T) {
+	claim := func(ns string) identityv1alpha1.TenantIdentity {
+		return identityv1alpha1.TenantIdentity{
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "x"},
+			Spec:       identityv1alpha1.TenantIdentitySpec{Org: "acme"},
+		}
+	}
+	labels := map[string]map[string]string{"bound": acme, "other": {identityv1alpha1.LabelOrg: "globex"}, "bare": nil}
+	all := []identityv1alpha1.TenantIdentity{claim("bound"), claim("other"), claim("bare"), claim("unknown")}
+	if got := boundClaims(all, labels, true); len(got) != 1 || got[0].Namespace != "bound" {
+		t.Errorf("binding on: %d claims compete (%v), want only the bound one", len(got), got)
+	}
+	if got := boundClaims(all, labels, false); len(got) != len(all) {
+		t.Errorf("binding off: %d of %d claims compete", len(got), len(all))
+	}
+}

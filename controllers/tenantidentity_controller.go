@@ -11,9 +11,12 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/selection"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/log"
@@ -34,9 +37,12 @@ type EventRecorder interface {
 // TenantIdentityReconciler owns the keys of TenantIdentities.
 type TenantIdentityReconciler struct {
 	client.Client
-	Scheme   *runtime.Scheme
-	Clock    clock.PassiveClock
-	Recorder EventRecorder
+	// APIReader reads the objects a TenantIdentity owns live (see gather);
+	// the client's cache when nil.
+	APIReader client.Reader
+	Scheme    *runtime.Scheme
+	Clock     clock.PassiveClock
+	Recorder  EventRecorder
 	// PublicBaseURL is where verifiers reach the JWKS server; default issuers start with it.
 	PublicBaseURL string
 	// OrgBinding: honour a TenantIdentity only in a namespace labelled with its org.
@@ -111,7 +117,7 @@ func (r *TenantIdentityReconciler) refusal(obs *observed) *refusal {
 	if ref := orgBindingRefusal(obs.ti, obs.namespaceLabels, r.OrgBinding); ref != nil {
 		return ref
 	}
-	return conflictRefusal(obs.ti, obs.claimants)
+	return conflictRefusal(obs.ti, boundClaims(obs.claimants, obs.claimantNamespaceLabels, r.OrgBinding))
 }
 
 // requeueAfter wakes the reconciler when the plan next changes. The
@@ -176,6 +182,16 @@ func (r *TenantIdentityReconciler) emit(ti *identityv1alpha1.TenantIdentity, eve
 	}
 }
 
+// SecretCacheOptions is how the manager's cache must select Secrets: by the
+// label signet puts on its own, so it never holds every Secret of the cluster.
+func SecretCacheOptions() cache.ByObject {
+	managed, err := labels.NewRequirement(identityv1alpha1.LabelTenantIdentity, selection.Exists, nil)
+	if err != nil {
+		panic(err) // a constant requirement
+	}
+	return cache.ByObject{Label: labels.NewSelector().Add(*managed)}
+}
+
 // SetupWithManager watches TenantIdentities, what they own, their
 // namespaces (org binding) and their rivals for the same org/site.
 func (r *TenantIdentityReconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manager) error {
@@ -195,13 +211,18 @@ func (r *TenantIdentityReconciler) SetupWithManager(ctx context.Context, mgr ctr
 		Complete(r)
 }
 
-// tenantsInNamespace: a namespace's org label decides its TenantIdentities.
+// tenantsInNamespace: a namespace's org label decides its TenantIdentities,
+// and whether they compete with their rivals elsewhere.
 func (r *TenantIdentityReconciler) tenantsInNamespace(ctx context.Context, o client.Object) []reconcile.Request {
 	var list identityv1alpha1.TenantIdentityList
 	if err := r.List(ctx, &list, client.InNamespace(o.GetName())); err != nil {
 		return nil
 	}
-	return requestsFor(list.Items)
+	requests := requestsFor(list.Items)
+	for i := range list.Items {
+		requests = append(requests, r.rivals(ctx, &list.Items[i])...)
+	}
+	return requests
 }
 
 // rivals: when one claim on an org/site changes (say the winner is deleted),

@@ -5,9 +5,7 @@ import (
 	"fmt"
 
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/apimachinery/pkg/selection"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
@@ -45,6 +43,7 @@ func newManager(ctx context.Context, cfg *rest.Config, o options) (manager.Manag
 	if o.controllers {
 		r := &controllers.TenantIdentityReconciler{
 			Client:        mgr.GetClient(),
+			APIReader:     mgr.GetAPIReader(),
 			Scheme:        mgr.GetScheme(),
 			Clock:         clock.RealClock{},
 			Recorder:      mgr.GetEventRecorder("signet"),
@@ -88,12 +87,8 @@ func newScheme() *runtime.Scheme {
 // cacheOptions: Secrets are cached by label only (never every Secret of the
 // cluster), ConfigMaps only when they are JWKS documents.
 func cacheOptions(o options) cache.Options {
-	managed, err := labels.NewRequirement(identityv1alpha1.LabelTenantIdentity, selection.Exists, nil)
-	if err != nil {
-		panic(err) // a constant requirement
-	}
 	opts := cache.Options{ByObject: map[client.Object]cache.ByObject{
-		&corev1.Secret{}:    {Label: labels.NewSelector().Add(*managed)},
+		&corev1.Secret{}:    controllers.SecretCacheOptions(),
 		&corev1.ConfigMap{}: jwks.ConfigMapCacheOptions(),
 	}}
 	if o.watchNamespace != "" {

@@ -463,12 +463,14 @@ func TestEnvForgedConfigMaps(t *testing.T) {
 			younger := s.tenant(t, s.namespace(t, "dup-b"), "x", org, site, metav1.ConditionTrue)
 			s.configMap(t, younger, forged)
 		}, "real"},
-		{"younger duplicate claimant while the older is not Published", func(t *testing.T, org, site string) {
+		// An older claim the controller does not publish (say its namespace
+		// is not bound to the org: a squatter) must not block the rightful one.
+		{"older claimant not Published: the younger Published one serves", func(t *testing.T, org, site string) {
 			older := s.tenant(t, s.namespace(t, "dup-a"), "x", org, site, metav1.ConditionFalse)
-			s.configMap(t, older, real)
+			s.configMap(t, older, forged)
 			younger := s.tenant(t, s.namespace(t, "dup-b"), "x", org, site, metav1.ConditionTrue)
-			s.configMap(t, younger, forged)
-		}, "404"},
+			s.configMap(t, younger, real)
+		}, "real"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -98,11 +98,12 @@ func issuerFor(ti *v1alpha1.TenantIdentity, baseURL string) string {
 	return cmp.Or(ti.Status.Issuer, ti.Spec.Issuer, baseURL+v1alpha1.BasePath(ti.Spec.Org, ti.Spec.SiteID))
 }
 
-// maxAgeSeconds is the Cache-Control max-age: no longer than prePublish, so
-// a cached document never hides a Next key past its activation, and no
-// longer than the server's limit. Whole seconds, rounded down. An
-// unparsable prePublish (the CRD refuses one) yields 0: caching less is
-// always safe.
+// maxAgeSeconds is the Cache-Control max-age: at most half of prePublish,
+// so a cached document never hides a Next key past its activation even
+// counting the time from the key's publication timestamp to this server
+// seeing the ConfigMap (the other half), and no longer than the server's
+// limit. Whole seconds, rounded down. An unparsable prePublish (the CRD
+// refuses one) yields 0: caching less is always safe.
 func maxAgeSeconds(prePublish string, maxCacheAge time.Duration) int64 {
 	pp := defaultPrePublish
 	if prePublish != "" {
@@ -112,7 +113,7 @@ func maxAgeSeconds(prePublish string, maxCacheAge time.Duration) int64 {
 		}
 		pp = d
 	}
-	return max(int64(min(pp, maxCacheAge)/time.Second), 0)
+	return max(int64(min(pp/2, maxCacheAge)/time.Second), 0)
 }
 
 // parseSequence reads the sequence annotation; 0 when absent or invalid.

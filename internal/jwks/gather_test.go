@@ -77,12 +77,12 @@ func TestMaxAgeSeconds(t *testing.T) {
 		want       int64
 	}{
 		{"1h", 5 * time.Minute, 300},           // the server's limit binds
-		{"90s", 5 * time.Minute, 90},           // prePublish binds
-		{"1500ms", 5 * time.Minute, 1},         // whole seconds, rounded down
-		{"500ms", 5 * time.Minute, 0},          // ... to 0
+		{"90s", 5 * time.Minute, 45},           // half of prePublish binds
+		{"3s", 5 * time.Minute, 1},             // whole seconds, rounded down
+		{"1500ms", 5 * time.Minute, 0},         // ... to 0
 		{"1h", 0, 0},                           // no caching asked
 		{"", 5 * time.Minute, 300},             // empty: the CRD default, 1h
-		{"", 2 * time.Hour, 3600},              // ... which binds
+		{"", 2 * time.Hour, 1800},              // ... half of which binds
 		{"not-a-duration", 5 * time.Minute, 0}, // unparsable: cache nothing
 		{"-5m", 5 * time.Minute, 0},            // never negative
 	}
@@ -158,7 +158,7 @@ func TestGather(t *testing.T) {
 	k1, k2 := genKey(t, "ES256", 0), genKey(t, "ES256", 1)
 	cm := jwksConfigMap(ti, "42", k2, k1)
 	in := gather(ti, cm, docConfig{baseURL: "https://b.example", maxCacheAge: 5 * time.Minute})
-	if in.Org != "acme" || in.SiteID != siteA || in.MaxAge != 120 || in.Sequence != 42 ||
+	if in.Org != "acme" || in.SiteID != siteA || in.MaxAge != 60 || in.Sequence != 42 ||
 		in.BaseURL != "https://b.example" || in.Issuer != "https://b.example"+v1alpha1.BasePath("acme", siteA) {
 		t.Errorf("gather = %+v", in)
 	}

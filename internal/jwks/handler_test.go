@@ -293,7 +293,7 @@ func TestMaxAgeHeader(t *testing.T) {
 		want       string
 	}{
 		{"max-cache-age binds", "1h", 5 * time.Minute, "public, max-age=300"},
-		{"prePublish binds", "45s", 5 * time.Minute, "public, max-age=45"},
+		{"half of prePublish binds", "45s", 5 * time.Minute, "public, max-age=22"},
 		{"no caching", "1h", 0, "public, max-age=0"},
 	}
 	for _, tt := range tests {

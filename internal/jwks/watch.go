@@ -20,6 +20,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -230,8 +231,10 @@ type configMapGetter func(key client.ObjectKey) (*corev1.ConfigMap, error)
 // claimants must be Published and its ConfigMap (found by getConfigMap)
 // trusted. A bad key yields badEntry (502), logged without the document.
 func (s *Server) decide(k tenantKey, claimants []v1alpha1.TenantIdentity, getConfigMap configMapGetter) (*entry, error) {
-	winner := tenancy.Winner(claimants)
-	if winner == nil || !published(winner) {
+	// Only claims the controller publishes compete: an older claim it
+	// refused (org not bound) must not silence the rightful owner.
+	winner := tenancy.Winner(slices.DeleteFunc(slices.Clone(claimants), func(ti v1alpha1.TenantIdentity) bool { return !published(&ti) }))
+	if winner == nil {
 		return nil, nil
 	}
 	name := client.ObjectKey{Namespace: winner.Namespace, Name: v1alpha1.JWKSConfigMapName(winner.Name)}

@@ -164,10 +164,12 @@ func TestResolveTrust(t *testing.T) {
 		{"younger duplicate claimant", []client.Object{
 			owner, ownerCM, attackerTI, jwksConfigMap(attackerTI, "9", forged),
 		}, good.KID},
+		// Only Published claims compete: an older claim the controller
+		// refused (say, org not bound) does not block the younger one.
 		{"younger claimant while the older is not Published", []client.Object{
 			newTI("tenant-acme", "acme", "acme", siteA, epoch, metav1.ConditionFalse), ownerCM,
 			attackerTI, jwksConfigMap(attackerTI, "9", forged),
-		}, "404"},
+		}, forged.KID},
 		{"ConfigMap not named <ti>-jwks", []client.Object{
 			owner, func() *corev1.ConfigMap {
 				cm := jwksConfigMap(owner, "1", extra)
