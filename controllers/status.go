@@ -90,7 +90,7 @@ func keyStatuses(ti *identityv1alpha1.TenantIdentity, p rotation.Policy, plan ro
 		ks.SecretName, _ = keySecretName(ti, k.KID)
 		switch k.State {
 		case rotation.Next:
-			ks.ActivatesAt = timeOrNil(eligibleAt(p, k))
+			ks.ActivatesAt = timeOrNil(k.EligibleAt(p.PrePublish))
 		case rotation.Active:
 			retires := k.RotatesAt
 			if !activation.IsZero() {
@@ -112,21 +112,12 @@ func keyStatuses(ti *identityv1alpha1.TenantIdentity, p rotation.Policy, plan ro
 	return out
 }
 
-// eligibleAt is when a Next key may sign: never before prePublish has passed
-// since it was published.
-func eligibleAt(p rotation.Policy, k rotation.Key) time.Time {
-	if t := k.PublishedAt.Add(p.PrePublish); t.After(k.ActivatesAt) {
-		return t
-	}
-	return k.ActivatesAt
-}
-
 // nextActivation is when the first Next key of the plan takes over; zero
 // when there is none.
 func nextActivation(p rotation.Policy, plan rotation.Plan) time.Time {
 	for _, k := range plan.Keys {
 		if k.State == rotation.Next {
-			return eligibleAt(p, k)
+			return k.EligibleAt(p.PrePublish)
 		}
 	}
 	return time.Time{}

@@ -415,8 +415,12 @@ func (p *planner) nextChange() time.Time {
 // eligibleAt is when a Next key may activate: at its planned time, and not
 // before it has been published for PrePublish (of the current policy: a
 // longer PrePublish may follow a longer cache age).
-func (p *planner) eligibleAt(k Key) time.Time {
-	return later(k.ActivatesAt, k.PublishedAt.Add(p.policy.PrePublish))
+func (p *planner) eligibleAt(k Key) time.Time { return k.EligibleAt(p.policy.PrePublish) }
+
+// EligibleAt is when a Next key may start signing: at its planned
+// activation, and never before it has been published for prePublish.
+func (k Key) EligibleAt(prePublish time.Duration) time.Time {
+	return later(k.ActivatesAt, k.PublishedAt.Add(prePublish))
 }
 
 func (p *planner) eligible(k Key) bool { return !p.now.Before(p.eligibleAt(k)) }
