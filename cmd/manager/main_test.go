@@ -1,11 +1,14 @@
 package main
 
 import (
+	"reflect"
 	"strings"
 	"testing"
 	"time"
 
 	"go.uber.org/zap/zapcore"
+	corev1 "k8s.io/api/core/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 )
 
 func TestFlagsDefaultsFollowDesign(t *testing.T) {
@@ -60,5 +63,32 @@ func TestVerbosityIsCapped(t *testing.T) {
 	}
 	if capVerbosity(nil).Enabled(-1) {
 		t.Error("default level enables debug")
+	}
+}
+
+// The cache holds only signet's Secrets (by label) and JWKS ConfigMaps, and
+// only the watched namespace when one is given.
+func TestCacheOptions(t *testing.T) {
+	all := cacheOptions(options{})
+	if all.DefaultNamespaces != nil {
+		t.Errorf("no --watch-namespace, yet namespaces %v", all.DefaultNamespaces)
+	}
+	for obj, want := range map[client.Object]string{
+		&corev1.Secret{}:    "identity.signet.dev/tenant-identity",
+		&corev1.ConfigMap{}: "identity.signet.dev/component=jwks",
+	} {
+		var got string
+		for o, by := range all.ByObject {
+			if reflect.TypeOf(o) == reflect.TypeOf(obj) && by.Label != nil {
+				got = by.Label.String()
+			}
+		}
+		if got != want {
+			t.Errorf("%T cached with selector %q, want %q", obj, got, want)
+		}
+	}
+	one := cacheOptions(options{watchNamespace: "tenant-acme"})
+	if _, ok := one.DefaultNamespaces["tenant-acme"]; !ok || len(one.DefaultNamespaces) != 1 {
+		t.Errorf("--watch-namespace=tenant-acme: namespaces %v", one.DefaultNamespaces)
 	}
 }
