@@ -15,6 +15,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	identityv1alpha1 "github.com/signet-dev/signet/api/v1alpha1"
+	"github.com/signet-dev/signet/internal/keys"
 )
 
 const rotatingTIs = `apiVersion: identity.signet.dev/v1alpha1
@@ -218,6 +219,29 @@ func revokeActive(t *testing.T, r *run, tn *tenant) (revoked, successor string) 
 		}
 	}
 
+	// The key Secret carries the short kid in its kid label (a kid is too
+	// long, and may start or end with '-' or '_', so it is no label value).
+	revokedShort, shortErr := keys.ShortKID(revoked)
+	if shortErr != nil {
+		t.Fatalf("short kid of %s: %v", revoked, shortErr)
+	}
+	revokedSecrets := func() ([]corev1.Secret, error) {
+		var list corev1.SecretList
+		err := s.client.List(ctx, &list, client.InNamespace(sampleNamespace), client.MatchingLabels{identityv1alpha1.LabelKID: revokedShort})
+		return list.Items, err
+	}
+	// For contrast, so that the check after the revocation can fail: the
+	// selector finds the key's Secret while the key lives.
+	if found, err := revokedSecrets(); err != nil {
+		t.Fatal(err)
+	} else if len(found) != 1 {
+		names := make([]string, 0, len(found))
+		for _, sec := range found {
+			names = append(names, sec.Name)
+		}
+		t.Fatalf("before revocation, %s=%s selects %d Secrets %v, want the Active key's one", identityv1alpha1.LabelKID, revokedShort, len(found), names)
+	}
+
 	r.markRevoked(tn, revoked)
 	kubectl(t, "", "patch", "tid", tn.name, "-n", sampleNamespace, "--type", "merge", "-p", `{"spec":{"revokedKeyIDs":["`+revoked+`"]}}`)
 	revokedAt := time.Now()
@@ -285,12 +309,9 @@ func revokeActive(t *testing.T, r *run, tn *tenant) (revoked, successor string) 
 	}
 
 	// The revoked key's Secret is destroyed.
-	if err := poll(10*time.Second, 50*time.Millisecond, "the revoked key's Secret deleted", func() (bool, error) {
-		var list corev1.SecretList
-		if err := s.client.List(ctx, &list, client.InNamespace(sampleNamespace), client.MatchingLabels{identityv1alpha1.LabelKID: revoked}); err != nil {
-			return false, err
-		}
-		return len(list.Items) == 0, nil
+	if err := poll(10*time.Second, 50*time.Millisecond, "the revoked key's Secret ("+identityv1alpha1.LabelKID+"="+revokedShort+") deleted", func() (bool, error) {
+		found, err := revokedSecrets()
+		return len(found) == 0, err
 	}); err != nil {
 		t.Error(err)
 	}
@@ -411,6 +432,13 @@ func checkNoLeaks(t *testing.T, ctx context.Context) {
 	}
 	var leaks []string
 	leaks = append(leaks, scanLogs(s.tlsMgr.logs(), s.plainMgr.logs())...)
+	// The metrics the README promises carry no key material, scraped
+	// after the rotations, the revocation and the crash.
+	metricLeaks, metricBytes, err := scanMetrics(ctx, s.tlsMgr)
+	if err != nil {
+		t.Error(err)
+	}
+	leaks = append(leaks, metricLeaks...)
 	dump := func(where string, obj any) {
 		b, err := json.Marshal(obj)
 		if err != nil {
@@ -434,8 +462,8 @@ func checkNoLeaks(t *testing.T, ctx context.Context) {
 	for _, l := range leaks {
 		t.Error("leak: " + l)
 	}
-	t.Logf("no private key material in %d log files, %d TenantIdentities, %d ConfigMaps, %d events (%d private keys searched for)",
-		len(s.tlsMgr.logs())+len(s.plainMgr.logs()), len(tis.Items), len(cms.Items), len(events.Items), forbidden.count())
+	t.Logf("no private key material in %d log files, %d bytes of metrics, %d TenantIdentities, %d ConfigMaps, %d events (%d private keys searched for)",
+		len(s.tlsMgr.logs())+len(s.plainMgr.logs()), metricBytes, len(tis.Items), len(cms.Items), len(events.Items), forbidden.count())
 	reasons := map[string]int{}
 	for _, e := range events.Items {
 		reasons[e.Type+"/"+e.Reason]++

@@ -35,11 +35,15 @@ limitations under the License.
 //	//  1. write the records of plan.Keys that changed, in plan.Keys order
 //	//     (the Active key first, so a crash never leaves no Active record);
 //	//  2. delete the Secrets of plan.Delete;
-//	//  3. write the ConfigMap with plan.Published, and with it the RemovesAt
-//	//     of its Retired keys and orphans (annotations, say): an orphan's
-//	//     removal time must survive both its Secret and a lost status;
+//	//  3. write the ConfigMap with plan.Published (public keys only);
 //	//  4. point the signing Secret at plan.ActiveKID (unless it is "");
-//	//  5. write the status (HandledTrigger, the keys, NextChange).
+//	//  5. write the status (HandledTrigger, the keys and the orphans with
+//	//     their RemovesAt, NextChange).
+//
+// An orphan's RemovesAt is kept only in the status: the controller passes
+// it back in Input.Orphans. A published kid with neither a Secret nor a
+// status entry is not passed as an orphan at all; Decide then leaves it out
+// of plan.Published, and the controller reports it as UnknownKeyDropped.
 //
 // Records must keep their times exactly (RFC 3339 with nanoseconds): a
 // PublishedAt or RemovesAt rounded down shortens a pre-publication or an
