@@ -38,10 +38,13 @@ generate: $(CONTROLLER_GEN) ## DeepCopy methods from the markers.
 	$(CONTROLLER_GEN) object:headerFile=hack/boilerplate.go.txt paths="./..."
 
 .PHONY: verify
-verify: manifests generate ## Fail when a generated file is stale or missing from git.
-	@if [ -n "$$(git status --porcelain -- api config)" ]; then \
-		echo "generated files are stale: run 'make manifests generate' and commit:"; \
-		git status --porcelain -- api config; git diff --stat -- api config; exit 1; fi
+verify: ## Fail when regenerating changes a generated file (works on uncommitted edits too).
+	@state() { git status --porcelain -- api config; git diff -- api config; }; \
+	before=$$(state | sha256sum); \
+	$(MAKE) --no-print-directory manifests generate >/dev/null; \
+	if [ "$$(state | sha256sum)" != "$$before" ]; then \
+		echo "generated files were stale and have been regenerated: review and commit them"; \
+		git status --porcelain -- api config; exit 1; fi
 
 ##@ Checks
 

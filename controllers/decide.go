@@ -1,6 +1,7 @@
 package controllers
 
 import (
+	"cmp"
 	"fmt"
 	"time"
 
@@ -107,13 +108,10 @@ func policyFromSpec(p identityv1alpha1.KeyPolicy) (rotation.Policy, error) {
 
 // issuer is the spec's issuer or the default under the public base URL.
 func issuer(ti *identityv1alpha1.TenantIdentity, publicBaseURL string) string {
-	if ti.Spec.Issuer != "" {
-		return ti.Spec.Issuer
-	}
-	return publicBaseURL + identityv1alpha1.BasePath(ti.Spec.Org, ti.Spec.SiteID)
+	return cmp.Or(ti.Spec.Issuer, identityv1alpha1.DefaultIssuer(publicBaseURL, ti.Spec.Org, ti.Spec.SiteID))
 }
 
 // jwksURI is where the server publishes ti's JWKS.
 func jwksURI(ti *identityv1alpha1.TenantIdentity, publicBaseURL string) string {
-	return publicBaseURL + identityv1alpha1.BasePath(ti.Spec.Org, ti.Spec.SiteID) + "/.well-known/jwks.json"
+	return identityv1alpha1.DefaultIssuer(publicBaseURL, ti.Spec.Org, ti.Spec.SiteID) + "/.well-known/jwks.json"
 }

@@ -76,3 +76,9 @@ func SigningSecretName(tenantIdentity string) string { return tenantIdentity + "
 
 // BasePath is the NICo path prefix under which an org/site's documents are served.
 func BasePath(org, siteID string) string { return "/v2/org/" + org + "/nico/site/" + siteID }
+
+// DefaultIssuer is the issuer of a TenantIdentity whose spec sets none: the
+// NICo path of its org/site under the JWKS server's public base URL.
+func DefaultIssuer(publicBaseURL, org, siteID string) string {
+	return publicBaseURL + BasePath(org, siteID)
+}

@@ -95,7 +95,7 @@ func gather(ti *v1alpha1.TenantIdentity, cm *corev1.ConfigMap, cfg docConfig) te
 // issuerFor is the issuer in effect: what the controller recorded, else
 // what the spec asks for, else the default under the public base URL.
 func issuerFor(ti *v1alpha1.TenantIdentity, baseURL string) string {
-	return cmp.Or(ti.Status.Issuer, ti.Spec.Issuer, baseURL+v1alpha1.BasePath(ti.Spec.Org, ti.Spec.SiteID))
+	return cmp.Or(ti.Status.Issuer, ti.Spec.Issuer, v1alpha1.DefaultIssuer(baseURL, ti.Spec.Org, ti.Spec.SiteID))
 }
 
 // maxAgeSeconds is the Cache-Control max-age: at most half of prePublish,
