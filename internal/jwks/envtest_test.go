@@ -361,20 +361,7 @@ func TestEnvServesDocuments(t *testing.T) {
 // verifyJWS signs with k and verifies with go-jose against the served set.
 func verifyJWS(t *testing.T, s *suite, org, site string, k *testKey) {
 	t.Helper()
-	signer, err := k.Signer()
-	if err != nil {
-		t.Fatal(err)
-	}
-	alg := jose.SignatureAlgorithm(k.Algorithm)
-	js, err := jose.NewSigner(jose.SigningKey{Algorithm: alg, Key: jose.JSONWebKey{Key: signer, KeyID: k.KID}}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	obj, err := js.Sign([]byte(`{"sub":"workload"}`))
-	if err != nil {
-		t.Fatal(err)
-	}
-	compact, _ := obj.CompactSerialize()
+	compact, alg := signCompact(t, k, `{"sub":"workload"}`)
 	_, _, body := s.fetch(t, org, site, routeJWKS)
 	var set jose.JSONWebKeySet
 	if err := json.Unmarshal([]byte(body), &set); err != nil {

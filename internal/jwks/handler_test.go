@@ -118,20 +118,7 @@ func TestServedJWKSVerifiesTokens(t *testing.T) {
 	}
 	for _, k := range []*testKey{f.active, f.next, f.retired} {
 		t.Run(k.Algorithm, func(t *testing.T) {
-			signer, err := k.Signer()
-			if err != nil {
-				t.Fatal(err)
-			}
-			alg := jose.SignatureAlgorithm(k.Algorithm)
-			js, err := jose.NewSigner(jose.SigningKey{Algorithm: alg, Key: jose.JSONWebKey{Key: signer, KeyID: k.KID}}, nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			obj, err := js.Sign([]byte(`{"iss":"acme"}`))
-			if err != nil {
-				t.Fatal(err)
-			}
-			compact, _ := obj.CompactSerialize()
+			compact, alg := signCompact(t, k, `{"iss":"acme"}`)
 			parsed, err := jose.ParseSignedCompact(compact, []jose.SignatureAlgorithm{alg})
 			if err != nil {
 				t.Fatal(err)

@@ -25,6 +25,8 @@ import (
 	"testing"
 	"time"
 
+	jose "github.com/go-jose/go-jose/v4"
+
 	"github.com/go-logr/logr"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
@@ -188,3 +190,27 @@ var epoch = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 func testutilCounter(c prometheus.Counter) float64 { return testutil.ToFloat64(c) }
 
 var discardLog = logr.Discard()
+
+// signCompact signs payload as a compact JWS with k (kid in the header), as
+// a signing workload would.
+func signCompact(t *testing.T, k *testKey, payload string) (string, jose.SignatureAlgorithm) {
+	t.Helper()
+	signer, err := k.Signer()
+	if err != nil {
+		t.Fatal(err)
+	}
+	alg := jose.SignatureAlgorithm(k.Algorithm)
+	js, err := jose.NewSigner(jose.SigningKey{Algorithm: alg, Key: jose.JSONWebKey{Key: signer, KeyID: k.KID}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	obj, err := js.Sign([]byte(payload))
+	if err != nil {
+		t.Fatal(err)
+	}
+	compact, err := obj.CompactSerialize()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return compact, alg
+}
