@@ -64,7 +64,7 @@ func TestRotationWithRealVerifiers(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		// max-age = min(prePublish, --max-cache-age).
+		// max-age = min(prePublish/2, --max-cache-age).
 		if age != maxCacheAge {
 			t.Fatalf("%s: served max-age %s, want %s", tn.name, age, maxCacheAge)
 		}

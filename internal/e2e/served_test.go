@@ -153,7 +153,7 @@ func TestSampleServed(t *testing.T) {
 	if ct := jwks.header.Get("Content-Type"); ct != "application/json" {
 		t.Errorf("Content-Type %q", ct)
 	}
-	// max-age: min(prePublish 1h, --max-cache-age 1s).
+	// max-age: min(prePublish 1h / 2, --max-cache-age 1s).
 	if cc := jwks.header.Get("Cache-Control"); cc != "public, max-age=1" {
 		t.Errorf("Cache-Control %q, want public, max-age=1", cc)
 	}

@@ -70,7 +70,7 @@ type Options struct {
 	// under which clients reach the server; the discovery document's URLs
 	// and the default issuer are built from it. "" means DefaultPublicBaseURL.
 	PublicBaseURL string
-	// MaxCacheAge caps Cache-Control max-age (which is also capped by each
+	// MaxCacheAge caps Cache-Control max-age (which is also capped by half of each
 	// tenant's prePublish). Zero or negative means max-age=0. cmd/manager
 	// passes --max-cache-age (default 5m).
 	MaxCacheAge time.Duration
