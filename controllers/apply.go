@@ -172,26 +172,11 @@ func (r *TenantIdentityReconciler) writeRecord(ctx context.Context, s *corev1.Se
 		return fmt.Errorf("no stored secret for key %s", k.KID)
 	}
 	want := recordAnnotations(k)
-	current := map[string]string{}
-	for a := range want {
-		current[a] = s.Annotations[a]
-	}
-	for _, rt := range recordTimes {
-		if v, ok := s.Annotations[rt.annotation]; ok {
-			current[rt.annotation] = v
-		}
-	}
-	if v, ok := s.Annotations[annTrigger]; ok {
-		current[annTrigger] = v
-	}
-	if maps.Equal(current, want) {
+	if maps.Equal(storedRecord(s.Annotations), want) {
 		return nil
 	}
 	patch := client.MergeFrom(s.DeepCopy())
-	for _, rt := range recordTimes {
-		delete(s.Annotations, rt.annotation)
-	}
-	delete(s.Annotations, annTrigger)
+	maps.DeleteFunc(s.Annotations, func(name, _ string) bool { return isRecordAnnotation(name) })
 	if s.Annotations == nil {
 		s.Annotations = map[string]string{}
 	}

@@ -49,6 +49,31 @@ var recordTimes = []struct {
 	{annRemovesAt, func(k *rotation.Key) *time.Time { return &k.RemovesAt }},
 }
 
+// isRecordAnnotation says whether an annotation belongs to a key's record.
+func isRecordAnnotation(name string) bool {
+	switch name {
+	case annKID, annAlgorithm, annState, annTrigger:
+		return true
+	}
+	for _, rt := range recordTimes {
+		if rt.annotation == name {
+			return true
+		}
+	}
+	return false
+}
+
+// storedRecord is the record part of a Secret's annotations, as stored.
+func storedRecord(annotations map[string]string) map[string]string {
+	out := map[string]string{}
+	for name, v := range annotations {
+		if isRecordAnnotation(name) {
+			out[name] = v
+		}
+	}
+	return out
+}
+
 // recordAnnotations encodes a key's record. Times keep nanoseconds so that
 // a record read back equals the one written.
 func recordAnnotations(k rotation.Key) map[string]string {
