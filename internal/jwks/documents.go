@@ -86,6 +86,8 @@ type tenantInput struct {
 	MaxAge      int64  // Cache-Control max-age, seconds, >= 0
 	Sequence    uint64 // spiffe_sequence
 	Keys        []storedKey
+	// Owner is the TenantIdentity whose ConfigMap the keys come from.
+	Owner Owner
 }
 
 // document is one pre-serialized response. The header values are
@@ -113,6 +115,9 @@ type entry struct {
 	// check shares a cache line with the first document.
 	bad  bool
 	docs [numDocs]document
+	// pub says who publishes what, for Server.Published (the token API);
+	// the request path never reads it.
+	pub Publication
 }
 
 // badEntry is the entry of an org/site whose ConfigMap holds a bad key.
@@ -127,6 +132,9 @@ func (e *entry) sameAs(o *entry) bool {
 		return e == o
 	case e.bad || o.bad:
 		return e.bad == o.bad
+	}
+	if !e.pub.equal(o.pub) {
+		return false
 	}
 	for r := range e.docs {
 		if e.docs[r].etag != o.docs[r].etag || e.docs[r].cacheHdr[0] != o.docs[r].cacheHdr[0] {
@@ -167,7 +175,11 @@ func buildEntry(in tenantInput) (*entry, error) {
 		routeSPIFFE:    keySetBody(pub, useJWTSVID, spiffeMembers(in)),
 		routeDiscovery: discoveryBody(in, pub),
 	}
-	e := &entry{}
+	kids := make([]string, len(pub))
+	for i, k := range pub {
+		kids[i] = k.kid
+	}
+	e := &entry{pub: Publication{Owner: in.Owner, Issuer: in.Issuer, KIDs: kids}}
 	for r, body := range bodies {
 		e.docs[r].set(body, cache)
 	}
@@ -192,6 +204,7 @@ func entityTag(body []byte) string {
 
 // publicKey is a stored key that passed the checks, as raw members.
 type publicKey struct {
+	kid     string
 	alg     string
 	members map[string]json.RawMessage
 }
@@ -218,7 +231,7 @@ func checkKey(k storedKey) (publicKey, error) {
 	if json.Unmarshal(members["alg"], &alg) != nil {
 		return publicKey{}, fmt.Errorf("alg is not a string")
 	}
-	return publicKey{alg: alg, members: members}, nil
+	return publicKey{kid: kid, alg: alg, members: members}, nil
 }
 
 // writeJWK writes k as compact JSON: the allowlisted members in a fixed

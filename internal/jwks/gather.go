@@ -89,6 +89,7 @@ func gather(ti *v1alpha1.TenantIdentity, cm *corev1.ConfigMap, cfg docConfig) te
 		MaxAge:   maxAgeSeconds(ti.Spec.Keys.PrePublish, cfg.maxCacheAge),
 		Sequence: parseSequence(cm.Annotations[v1alpha1.AnnotationSequence]),
 		Keys:     orderedKeys(cm.Data, cm.Annotations[v1alpha1.AnnotationKeyOrder]),
+		Owner:    Owner{Namespace: ti.Namespace, Name: ti.Name, UID: ti.UID},
 	}
 }
 
