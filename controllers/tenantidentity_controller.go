@@ -53,6 +53,7 @@ type TenantIdentityReconciler struct {
 
 // +kubebuilder:rbac:groups=identity.signet.dev,resources=tenantidentities,verbs=get;list;watch
 // +kubebuilder:rbac:groups=identity.signet.dev,resources=tenantidentities/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups=identity.signet.dev,resources=tenantidentities/finalizers,verbs=update
 // +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch;create;update;patch;delete
 // +kubebuilder:rbac:groups="",resources=configmaps,verbs=get;list;watch;create;update;patch;delete
 // +kubebuilder:rbac:groups="",resources=namespaces,verbs=get;list;watch

@@ -88,12 +88,65 @@ type TenantIdentitySpec struct {
 	// +kubebuilder:validation:items:MaxLength=128
 	// +kubebuilder:validation:items:Pattern=`^[A-Za-z0-9_-]+$`
 	RevokedKeyIDs []string `json:"revokedKeyIDs,omitempty"`
+
+	// signingSecret is the Secret <name>-signing-key that holds the Active
+	// key for workloads that sign for themselves.
+	// +optional
+	// +kubebuilder:default={}
+	SigningSecret SigningSecretPolicy `json:"signingSecret,omitempty"`
+
+	// tokens lets workloads get tokens signed with the Active key from the
+	// token API, without holding the key. Absent: the token API refuses
+	// this TenantIdentity.
+	// +optional
+	Tokens *TokenPolicy `json:"tokens,omitempty"`
+}
+
+// SigningSecretPolicy says whether the Active key is handed to workloads.
+type SigningSecretPolicy struct {
+	// enabled keeps the Secret <name>-signing-key (key.pem, key.jwk, kid,
+	// alg) holding the Active key. false: no such Secret exists, an existing
+	// one is deleted, and tokens come from the token API only. Default true.
+	// +optional
+	// +kubebuilder:default=true
+	Enabled *bool `json:"enabled,omitempty"`
+}
+
+// IsEnabled is enabled with its default (true) applied.
+func (p SigningSecretPolicy) IsEnabled() bool { return p.Enabled == nil || *p.Enabled }
+
+// TokenPolicy bounds the tokens the token API signs for this TenantIdentity.
+// +kubebuilder:validation:XValidation:rule="!has(self.defaultAudience) || self.defaultAudience in self.allowedAudiences",message="defaultAudience must be one of allowedAudiences"
+type TokenPolicy struct {
+	// allowedAudiences are the only values a token's "aud" may hold.
+	// +required
+	// +listType=set
+	// +kubebuilder:validation:MinItems=1
+	// +kubebuilder:validation:MaxItems=16
+	// +kubebuilder:validation:items:MinLength=1
+	// +kubebuilder:validation:items:MaxLength=256
+	AllowedAudiences []string `json:"allowedAudiences"`
+
+	// defaultAudience is the audience of a token whose request names none.
+	// Without it, a request must name its audiences.
+	// +optional
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=256
+	DefaultAudience string `json:"defaultAudience,omitempty"`
+
+	// subjectPrefix makes a token's "sub" <subjectPrefix>ns/<namespace>/sa/<name>
+	// (for example spiffe://acme.example/); without it, "sub" is
+	// system:serviceaccount:<namespace>:<name>.
+	// +optional
+	// +kubebuilder:validation:MaxLength=256
+	SubjectPrefix string `json:"subjectPrefix,omitempty"`
 }
 
 // KeyPolicy is how keys are generated and how long each phase lasts.
 // Durations are Go duration strings such as 720h, 90m or 5s.
 // +kubebuilder:validation:XValidation:rule="!has(self.rsaKeySize) || self.algorithm.startsWith('RS') || self.algorithm.startsWith('PS')",message="rsaKeySize is only valid with the RS* and PS* algorithms"
 // +kubebuilder:validation:XValidation:rule="!has(self.overlap) || !has(self.tokenTTL) || !(self.overlap.matches('^([0-9]+([.][0-9]+)?(ns|us|ms|s|m|h))+$') && self.tokenTTL.matches('^([0-9]+([.][0-9]+)?(ns|us|ms|s|m|h))+$')) || duration(self.overlap) >= duration(self.tokenTTL)",message="overlap must be at least tokenTTL, so that a token signed just before a key retires still verifies"
+// +kubebuilder:validation:XValidation:rule="!has(self.overlap) || !has(self.rotationPeriod) || !(self.overlap.matches('^([0-9]+([.][0-9]+)?(ns|us|ms|s|m|h))+$') && self.rotationPeriod.matches('^([0-9]+([.][0-9]+)?(ns|us|ms|s|m|h))+$')) || duration(self.overlap).getMilliseconds() <= 8 * duration(self.rotationPeriod).getMilliseconds()",message="overlap may be at most 8 times rotationPeriod: at most 10 keys are held at once (ceil(overlap/rotationPeriod) retired, one Active, one Next)"
 // +kubebuilder:validation:XValidation:rule="!has(self.rotationPeriod) || !has(self.prePublish) || !(self.rotationPeriod.matches('^([0-9]+([.][0-9]+)?(ns|us|ms|s|m|h))+$') && self.prePublish.matches('^([0-9]+([.][0-9]+)?(ns|us|ms|s|m|h))+$')) || duration(self.rotationPeriod) > duration(self.prePublish)",message="rotationPeriod must be longer than prePublish"
 type KeyPolicy struct {
 	// algorithm signs the tokens. Default ES256.
@@ -152,6 +205,7 @@ type CertificatePolicy struct {
 type KeyStatus struct {
 	// kid is the key ID: the RFC 7638 thumbprint of the public key.
 	// +required
+	// +kubebuilder:validation:MaxLength=128
 	KID string `json:"kid"`
 	// algorithm of the key.
 	// +required
@@ -173,6 +227,7 @@ type KeyStatus struct {
 	RemovesAt *metav1.Time `json:"removesAt,omitempty"`
 	// secretName is the Secret holding the key.
 	// +optional
+	// +kubebuilder:validation:MaxLength=253
 	SecretName string `json:"secretName,omitempty"`
 }
 
@@ -186,6 +241,7 @@ type TenantIdentityStatus struct {
 	// +optional
 	// +listType=map
 	// +listMapKey=type
+	// +kubebuilder:validation:MaxItems=8
 	Conditions []metav1.Condition `json:"conditions,omitempty"`
 
 	// issuer in effect.
@@ -200,7 +256,9 @@ type TenantIdentityStatus struct {
 	// +optional
 	ActiveKeyID string `json:"activeKeyID,omitempty"`
 
-	// nextRotationTime is the next time the key set changes.
+	// nextRotationTime is when the Active key is next replaced: the Next
+	// key's activation when there is one, else the Active key's scheduled
+	// rotation. Unset while suspended.
 	// +optional
 	NextRotationTime *metav1.Time `json:"nextRotationTime,omitempty"`
 
@@ -212,6 +270,7 @@ type TenantIdentityStatus struct {
 	// +optional
 	// +listType=map
 	// +listMapKey=kid
+	// +kubebuilder:validation:MaxItems=32
 	Keys []KeyStatus `json:"keys,omitempty"`
 }
 
@@ -220,6 +279,7 @@ type TenantIdentityStatus struct {
 // +kubebuilder:object:root=true
 // +kubebuilder:subresource:status
 // +kubebuilder:resource:shortName=tid
+// +kubebuilder:validation:XValidation:rule="size(self.metadata.name) <= 63",message="metadata.name may have at most 63 characters: it is the value of the identity.signet.dev/tenant-identity label on every object signet makes"
 // +kubebuilder:printcolumn:name="Org",type=string,JSONPath=`.spec.org`
 // +kubebuilder:printcolumn:name="Site",type=string,JSONPath=`.spec.siteID`
 // +kubebuilder:printcolumn:name="Algorithm",type=string,JSONPath=`.spec.keys.algorithm`

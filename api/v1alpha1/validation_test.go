@@ -86,6 +86,14 @@ func TestInvalidTenantIdentitiesAreRefused(t *testing.T) {
 		{"rotationPeriod shorter than prePublish", spec(map[string]any{"keys": keys("rotationPeriod", "5s", "prePublish", "10s")}), "rotationPeriod must be longer than prePublish"},
 		{"duplicate revokedKeyIDs", spec(map[string]any{"revokedKeyIDs": []any{"abc", "abc"}}), `spec.revokedKeyIDs[1]: Duplicate value: "abc"`},
 		{"revokedKeyID with bad characters", spec(map[string]any{"revokedKeyIDs": []any{"a b"}}), "spec.revokedKeyIDs[0]: Invalid value"},
+		// At most 10 keys at once: ceil(overlap/rotationPeriod) Retired, one Active, one Next.
+		{"more than 10 keys at once", spec(map[string]any{"keys": keys("rotationPeriod", "1h", "prePublish", "10m", "overlap", "8h1m")}), "overlap may be at most 8 times rotationPeriod"},
+		{"key flood: second-scale period, long overlap", spec(map[string]any{"keys": keys("rotationPeriod", "2s", "prePublish", "1s", "overlap", "720h")}), "overlap may be at most 8 times rotationPeriod"},
+		{"tokens without allowedAudiences", spec(map[string]any{"tokens": map[string]any{"defaultAudience": "a"}}), "spec.tokens.allowedAudiences: Required value"},
+		{"tokens with no audience", spec(map[string]any{"tokens": map[string]any{"allowedAudiences": []any{}}}), "spec.tokens.allowedAudiences: Invalid value"},
+		{"tokens with 17 audiences", spec(map[string]any{"tokens": map[string]any{"allowedAudiences": audiences(17)}}), "spec.tokens.allowedAudiences: Too many"},
+		{"defaultAudience not allowed", spec(map[string]any{"tokens": map[string]any{"allowedAudiences": []any{"a", "b"}, "defaultAudience": "c"}}), "defaultAudience must be one of allowedAudiences"},
+		{"duplicate audience", spec(map[string]any{"tokens": map[string]any{"allowedAudiences": []any{"a", "a"}}}), `spec.tokens.allowedAudiences[1]: Duplicate value: "a"`},
 	}
 	for i, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -101,6 +109,31 @@ func TestInvalidTenantIdentitiesAreRefused(t *testing.T) {
 				t.Fatalf("error does not say %q:\n%v", tc.wantMsg, err)
 			}
 		})
+	}
+}
+
+// audiences returns n distinct audience values.
+func audiences(n int) []any {
+	out := make([]any, n)
+	for i := range out {
+		out[i] = "aud-" + string(rune('a'+i))
+	}
+	return out
+}
+
+// The name is the value of the tenant-identity label on every object
+// signet makes for it: a longer name would be accepted and then never get a
+// status, so admission refuses it.
+func TestNameIsAtMost63Characters(t *testing.T) {
+	ns := env.Namespace(t, nil)
+	ctx := context.Background()
+	long := strings.Repeat("n", 64)
+	err := env.Client.Create(ctx, tenantIdentity(ns, long, spec(nil)))
+	if err == nil || !apierrors.IsInvalid(err) || !strings.Contains(err.Error(), "metadata.name may have at most 63 characters") {
+		t.Fatalf("a 64-character name: got %v, want refusal", err)
+	}
+	if err := env.Client.Create(ctx, tenantIdentity(ns, long[:63], spec(nil))); err != nil {
+		t.Fatalf("a 63-character name refused: %v", err)
 	}
 }
 
@@ -125,10 +158,20 @@ func TestValidTenantIdentitiesGetDefaults(t *testing.T) {
 			name: "RSA with size and certificate",
 			spec: spec(map[string]any{
 				"issuer": "https://id.acme.example/dc1",
-				"keys":   map[string]any{"algorithm": "PS384", "rsaKeySize": int64(4096), "certificate": map[string]any{"enabled": true}, "rotationPeriod": "1h30m"},
+				"keys":   map[string]any{"algorithm": "PS384", "rsaKeySize": int64(4096), "certificate": map[string]any{"enabled": true}, "rotationPeriod": "3h30m"},
 			}),
-			want: identityv1alpha1.KeyPolicy{Algorithm: "PS384", RSAKeySize: ptr(int32(4096)), RotationPeriod: "1h30m", PrePublish: "1h", Overlap: "24h", TokenTTL: "1h",
+			want: identityv1alpha1.KeyPolicy{Algorithm: "PS384", RSAKeySize: ptr(int32(4096)), RotationPeriod: "3h30m", PrePublish: "1h", Overlap: "24h", TokenTTL: "1h",
 				Certificate: identityv1alpha1.CertificatePolicy{Enabled: true}},
+		},
+		{
+			name: "exactly 10 keys at once",
+			spec: spec(map[string]any{"keys": map[string]any{"rotationPeriod": "1h", "prePublish": "10m", "overlap": "8h"}}),
+			want: identityv1alpha1.KeyPolicy{Algorithm: "ES256", RotationPeriod: "1h", PrePublish: "10m", Overlap: "8h", TokenTTL: "1h"},
+		},
+		{
+			name: "token API, 16 audiences",
+			spec: spec(map[string]any{"tokens": map[string]any{"allowedAudiences": audiences(16), "defaultAudience": "aud-c", "subjectPrefix": "spiffe://acme.example/"}}),
+			want: identityv1alpha1.KeyPolicy{Algorithm: "ES256", RotationPeriod: "720h", PrePublish: "1h", Overlap: "24h", TokenTTL: "1h"},
 		},
 	}
 	for i, tc := range cases {
@@ -146,6 +189,9 @@ func TestValidTenantIdentitiesGetDefaults(t *testing.T) {
 			}
 			if got.Spec.Suspend {
 				t.Fatal("suspend defaulted to true")
+			}
+			if e := got.Spec.SigningSecret.Enabled; e == nil || !*e {
+				t.Fatalf("signingSecret.enabled after defaulting = %v, want true", e)
 			}
 		})
 	}
