@@ -52,7 +52,8 @@ func run(ctx context.Context) error {
 	}
 	if kubeconfig, ok := configuredCluster(); ok {
 		fmt.Printf("Running signet against the cluster of %s\n", kubeconfig)
-		args := []string{"--kubeconfig", kubeconfig, "--public-base-url", "https://signet-jwks.signet-system.svc"}
+		args := []string{"--kubeconfig", kubeconfig, "--public-base-url", "https://signet-jwks.signet-system.svc",
+			"--system-namespace", systemNamespace}
 		cmd := exec.Command(manager, args...)
 		cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
 		return runManager(ctx, cmd, nil)
@@ -73,6 +74,10 @@ func configuredCluster() (string, bool) {
 	_, err = os.Stat(kc)
 	return kc, err == nil
 }
+
+// systemNamespace is signet's own namespace on the embedded control plane,
+// as in config/default.
+const systemNamespace = "signet-system"
 
 func runEmbedded(ctx context.Context, manager string) error {
 	// The JWKS address first: when it is taken, fail before anything starts.
@@ -96,6 +101,12 @@ func runEmbedded(ctx context.Context, manager string) error {
 		return err
 	}
 	kubectl := filepath.Join(os.Getenv("KUBEBUILDER_ASSETS"), "kubectl")
+	// signet's own namespace (its claim records live there), then the samples.
+	system := exec.CommandContext(ctx, kubectl, "--kubeconfig", kubeconfig, "create", "namespace", systemNamespace)
+	system.Stdout, system.Stderr = os.Stdout, os.Stderr
+	if err := system.Run(); err != nil {
+		return fmt.Errorf("create namespace %s: %w", systemNamespace, err)
+	}
 	apply := exec.CommandContext(ctx, kubectl, "--kubeconfig", kubeconfig, "apply", "-f", filepath.Join("config", "samples"))
 	apply.Stdout, apply.Stderr = os.Stdout, os.Stderr
 	if err := apply.Run(); err != nil {
@@ -111,7 +122,7 @@ func runEmbedded(ctx context.Context, manager string) error {
 func runLocal(ctx context.Context, manager, kubeconfig string, front *devnet.Relay) error {
 	base := "http://" + front.Addr()
 	cmd := exec.Command(manager, "--kubeconfig", kubeconfig, "--public-base-url", base,
-		"--jwks-bind-address", "127.0.0.1:0", "--metrics-bind-address", metricsAddr,
+		"--system-namespace", systemNamespace, "--jwks-bind-address", "127.0.0.1:0", "--metrics-bind-address", metricsAddr,
 		"--health-probe-bind-address", probeAddr)
 	addrs := &devnet.Addrs{OnReport: func(name, addr string) {
 		if name == "jwks" {

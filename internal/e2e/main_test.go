@@ -214,6 +214,9 @@ func (s *suite) setUp() (stop func(), err error) {
 		"--tls-cert-file", certFile, "--tls-key-file", keyFile,
 		"--metrics-cert-path", s.dir,
 		"--max-cache-age", maxCacheAge.String(),
+		// The suite's workloads read the signing Secret through the API, not
+		// through a kubelet's mount: no propagation margin.
+		"--signing-secret-propagation=0",
 	)
 	s.plainMgr.args = append(s.plainMgr.args,
 		"--kubeconfig", s.serverKubeconfig,
