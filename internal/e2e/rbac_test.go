@@ -3,7 +3,6 @@ package e2e
 import (
 	"context"
 	"crypto/tls"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -17,6 +16,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
@@ -208,26 +208,27 @@ func TestShippedManagerRoleNeedsFinalizersRule(t *testing.T) {
 	}
 	createOrFail(t, ti)
 
+	// What the user sees: Ready=False, ApplyFailed, the plugin's refusal.
 	const refusal = "cannot set blockOwnerDeletion if an ownerReference refers to a resource you can't set finalizers on"
-	var seen struct {
-		Msg   string `json:"msg"`
-		Error string `json:"error"`
-	}
-	if err := poll(60*time.Second, 200*time.Millisecond, "the admission plugin's refusal in "+probe.name+"'s log", func() (bool, error) {
-		for _, line := range strings.Split(probe.tail(200), "\n") {
-			if strings.Contains(line, refusal) {
-				return json.Unmarshal([]byte(line), &seen) == nil, nil
-			}
-		}
+	var message string
+	if err := poll(60*time.Second, 200*time.Millisecond, name+" Ready=False with the admission plugin's refusal", func() (bool, error) {
 		var now identityv1alpha1.TenantIdentity
-		if err := s.client.Get(ctx, client.ObjectKeyFromObject(ti), &now); err == nil && now.Status.ActiveKeyID != "" {
+		if err := s.client.Get(ctx, client.ObjectKeyFromObject(ti), &now); err != nil {
+			return false, err
+		}
+		if now.Status.ActiveKeyID != "" {
 			t.Fatalf("%s made key %s without the finalizers rule: is OwnerReferencesPermissionEnforcement on?", probe.name, now.Status.ActiveKeyID)
 		}
-		return false, nil
+		c := meta.FindStatusCondition(now.Status.Conditions, identityv1alpha1.ConditionReady)
+		if c == nil || c.Status != metav1.ConditionFalse || c.Reason != identityv1alpha1.ReasonApplyFailed || !strings.Contains(c.Message, refusal) {
+			return false, fmt.Errorf("conditions %+v", now.Status.Conditions)
+		}
+		message = c.Message
+		return true, nil
 	}); err != nil {
 		t.Fatalf("%v; log:\n%s", err, probe.tail(40))
 	}
-	t.Logf("without the finalizers rule, %s logged %q: %s", probe.name, seen.Msg, seen.Error)
+	t.Logf("without the finalizers rule, %s: Ready=False, ApplyFailed: %s", probe.name, message)
 	var secrets corev1.SecretList
 	if err := s.client.List(ctx, &secrets, client.InNamespace(ns)); err != nil {
 		t.Fatal(err)
