@@ -1,0 +1,257 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// restartPhase restarts the full manager (SIGTERM, then the same command
+// again) with every tenant present, and measures: the time until the new
+// process has reconciled every tenant once, the writes it made meanwhile,
+// and whether the replica kept serving every document throughout.
+func restartPhase(ctx context.Context, e *env, cfg config, present []tenant, res *results) error {
+	r := &res.Restart
+	r.Tenants = len(present)
+	wait, cancel := context.WithTimeout(ctx, cfg.readyTimeout)
+	defer cancel()
+	if _, err := allServed(wait, e.replica.jwks, present, time.Now()); err != nil {
+		return fmt.Errorf("before the restart, the replica: %w", err)
+	}
+	poll := pollReplica(ctx, e.replica.jwks, present)
+
+	r.OldManagerCPU, _ = cpuSeconds(e.manager.pid())
+	logf("restart: SIGTERM to the manager (%d tenants present)", len(present))
+	sigterm := time.Now()
+	if err := e.manager.stop(); err != nil {
+		return err
+	}
+	r.Stop = dur(time.Since(sigterm))
+	started := time.Now()
+	if err := e.manager.start(ctx, cfg.readyTimeout); err != nil {
+		return fmt.Errorf("restart: %w", err)
+	}
+	r.StartToReady = dur(time.Since(started))
+	logf("  stopped in %s, started and ready in %s; waiting for %d reconciles", r.Stop, r.StartToReady, len(present))
+
+	m, err := waitReconciles(wait, e.manager.metrics, len(present), started)
+	if err != nil {
+		return err
+	}
+	r.StartToReverified = dur(time.Since(started))
+	r.SigtermToReverified = dur(time.Since(sigterm))
+	r.ManagerCPU, _ = cpuSeconds(e.manager.pid())
+	res.Memory.RestartedRSS = e.manager.rss()
+	r.Reconciles = int(m.sum("controller_runtime_reconcile_total", "controller", "tenantidentity"))
+	r.ReconcileErrors = int(m.sum("controller_runtime_reconcile_total", "controller", "tenantidentity", "result", "error"))
+	r.ClientWrites = map[string]int{}
+	for _, verb := range []string{"POST", "PUT", "PATCH", "DELETE"} {
+		r.ClientWrites[verb] = int(m.sum("rest_client_requests_total", "method", verb))
+	}
+	// Events are sent asynchronously and status writes may trail the
+	// count by a moment: give them a little time before counting.
+	time.Sleep(2 * time.Second)
+	r.Replica = poll.stop()
+	if r.AuditWrites, err = auditWrites(e.auditLog, started); err != nil {
+		return err
+	}
+	logf("  re-verified %d after %s from start (%s from SIGTERM); client writes %v; audited writes %v; replica %d requests, %d not 200",
+		r.Reconciles, r.StartToReverified, r.SigtermToReverified, r.ClientWrites, r.AuditWrites, r.Replica.Requests, r.Replica.Non200)
+	return nil
+}
+
+// waitReconciles scrapes the manager's metrics until the TenantIdentity
+// controller has reconciled n times (every tenant once, if none twice).
+func waitReconciles(ctx context.Context, metricsURL string, n int, start time.Time) (metrics, error) {
+	tick := time.Now()
+	for {
+		m, err := scrape(ctx, metricsURL+"/metrics")
+		if err == nil && int(m.sum("controller_runtime_reconcile_total", "controller", "tenantidentity")) >= n {
+			return m, nil
+		}
+		if time.Since(tick) > 10*time.Second {
+			tick = time.Now()
+			logf("  %v reconciles after %s", m.sum("controller_runtime_reconcile_total", "controller", "tenantidentity"), time.Since(start).Round(time.Second))
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("restart: fewer than %d reconciles (last scrape error: %w): %w", n, err, ctx.Err())
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// replicaPoll GETs every tenant's jwks.json on the replica, one after
+// the other, over and over, until stopped, at most pollRate a second: on
+// two cores a poll at full speed would take a core from the manager it
+// is meant to watch.
+type replicaPoll struct {
+	stopCh chan struct{}
+	done   chan struct{}
+	res    unserved
+}
+
+// unserved is what the replica answered during the restart.
+type unserved struct {
+	Requests int `json:"requests"`
+	Passes   int `json:"passes"` // complete passes over all tenants
+	Non200   int `json:"non200"`
+	Tenants  int `json:"tenants"` // distinct tenants with at least one non-200
+}
+
+const (
+	pollRate  = 1000 // requests per second
+	pollBatch = 10   // requests per tick
+)
+
+func pollReplica(ctx context.Context, base string, ts []tenant) *replicaPoll {
+	p := &replicaPoll{stopCh: make(chan struct{}), done: make(chan struct{})}
+	go func() {
+		defer close(p.done)
+		bad := map[int]bool{}
+		defer func() { p.res.Tenants = len(bad) }()
+		tick := time.NewTicker(time.Second / pollRate * pollBatch)
+		defer tick.Stop()
+		for {
+			for i, t := range ts {
+				if i%pollBatch == 0 {
+					select {
+					case <-p.stopCh:
+						return
+					case <-ctx.Done():
+						return
+					case <-tick.C:
+					}
+				}
+				p.res.Requests++
+				if status(ctx, base+t.jwksPath()) != http.StatusOK {
+					p.res.Non200++
+					bad[i] = true
+				}
+			}
+			p.res.Passes++
+		}
+	}()
+	return p
+}
+
+func (p *replicaPoll) stop() unserved {
+	close(p.stopCh)
+	<-p.done
+	return p.res
+}
+
+// metrics is a scrape of a Prometheus text endpoint.
+type metrics []metricLine
+
+type metricLine struct {
+	name   string
+	labels map[string]string
+	value  float64
+}
+
+var labelRE = regexp.MustCompile(`([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"`)
+
+func scrape(ctx context.Context, url string) (metrics, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := httpClient.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer drain(resp)
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("GET %s: %s", url, resp.Status)
+	}
+	var m metrics
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 64*1024), 1024*1024)
+	for sc.Scan() {
+		line := sc.Text()
+		if line == "" || line[0] == '#' {
+			continue
+		}
+		l := metricLine{labels: map[string]string{}}
+		rest := line
+		if i := strings.IndexAny(line, "{ "); i > 0 {
+			l.name, rest = line[:i], line[i:]
+		}
+		if strings.HasPrefix(rest, "{") {
+			end := strings.LastIndexByte(rest, '}')
+			if end < 0 {
+				continue
+			}
+			for _, kv := range labelRE.FindAllStringSubmatch(rest[1:end], -1) {
+				l.labels[kv[1]] = kv[2]
+			}
+			rest = rest[end+1:]
+		}
+		f := strings.Fields(rest)
+		if len(f) == 0 {
+			continue
+		}
+		if l.value, err = strconv.ParseFloat(f[0], 64); err == nil {
+			m = append(m, l)
+		}
+	}
+	return m, sc.Err()
+}
+
+// sum adds the values of the series called name whose labels match the
+// label/value pairs given.
+func (m metrics) sum(name string, pairs ...string) float64 {
+	var total float64
+next:
+	for _, l := range m {
+		if l.name != name {
+			continue
+		}
+		for i := 0; i+1 < len(pairs); i += 2 {
+			if l.labels[pairs[i]] != pairs[i+1] {
+				continue next
+			}
+		}
+		total += l.value
+	}
+	return total
+}
+
+// auditWrites counts the full manager's writes received since `since`, by
+// "VERB resource[/subresource]", from the apiserver's audit log.
+func auditWrites(path string, since time.Time) (map[string]int, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("audit log: %w", err)
+	}
+	defer func() { _ = f.Close() }()
+	out := map[string]int{}
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 64*1024), 4*1024*1024)
+	for sc.Scan() {
+		var ev struct {
+			Verb string
+			User struct{ Username string }
+			// RequestReceivedTimestamp is RFC 3339 with microseconds.
+			RequestReceivedTimestamp time.Time
+			ObjectRef                struct{ Resource, Subresource string }
+		}
+		if json.Unmarshal(sc.Bytes(), &ev) != nil || ev.User.Username != managerUser || ev.RequestReceivedTimestamp.Before(since) {
+			continue
+		}
+		key := ev.Verb + " " + ev.ObjectRef.Resource
+		if ev.ObjectRef.Subresource != "" {
+			key += "/" + ev.ObjectRef.Subresource
+		}
+		out[key]++
+	}
+	return out, sc.Err()
+}
