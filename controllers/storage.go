@@ -24,9 +24,9 @@ const (
 	dataKID     = "kid"
 	dataAlg     = "alg"
 
-	annKID         = "identity.signet.dev/kid"
+	annKID         = identityv1alpha1.AnnotationKID
 	annAlgorithm   = "identity.signet.dev/algorithm"
-	annState       = "identity.signet.dev/state"
+	annState       = identityv1alpha1.AnnotationKeyState
 	annPublishedAt = "identity.signet.dev/published-at"
 	annActivatesAt = "identity.signet.dev/activates-at"
 	annRotatesAt   = "identity.signet.dev/rotates-at"

@@ -31,6 +31,14 @@ const (
 	// LabelComponent tells the kinds of objects apart: key, signing-key, jwks.
 	LabelComponent = "identity.signet.dev/component"
 
+	// AnnotationKID on a key Secret is the full kid of the key it holds
+	// (the label LabelKID holds only its short form).
+	AnnotationKID = "identity.signet.dev/kid"
+	// AnnotationKeyState on a key Secret is the key's recorded state: a
+	// KeyState. The Secret's other identity.signet.dev/ annotations record
+	// its timeline.
+	AnnotationKeyState = "identity.signet.dev/state"
+
 	// AnnotationKeyOrder on the JWKS ConfigMap lists its kids in the order
 	// the documents list them (Active, then Next, then Retired), comma-separated.
 	AnnotationKeyOrder = "identity.signet.dev/key-order"
