@@ -104,8 +104,7 @@ func run(ctx context.Context, cfg config) (err error) {
 	}
 	defer func() {
 		if err != nil {
-			logf("work directory kept for inspection: %s", env.dir)
-			env.keepDir = true
+			env.keepDir = true // its logs say why
 		}
 		env.tearDown()
 	}()
@@ -115,17 +114,26 @@ func run(ctx context.Context, cfg config) (err error) {
 	logf("both managers ready with no tenants: RSS %s (manager), %s (replica)",
 		mib(res.Memory.ManagerRSS0), mib(res.Memory.ReplicaRSS0))
 	res.CPU.add("setup (N=0, ready)", env.cpu())
+	if err := res.snapshot(ctx, env, "setup: ready, no tenants"); err != nil {
+		return err
+	}
 
 	present, err := createPhase(ctx, env, cfg, res)
 	if err != nil {
 		return err
 	}
 	res.CPU.add("create N until all Ready and served", env.cpu())
+	if err := res.snapshot(ctx, env, "create: all Ready and served"); err != nil {
+		return err
+	}
 
 	if present, err = latencyPhase(ctx, env, cfg, present, res); err != nil {
 		return err
 	}
 	res.CPU.add("latency samples", env.cpu())
+	if err := res.snapshot(ctx, env, "latency samples"); err != nil {
+		return err
+	}
 
 	if err := restartPhase(ctx, env, cfg, present, res); err != nil {
 		return err
@@ -147,6 +155,12 @@ func run(ctx context.Context, cfg config) (err error) {
 		<-ctx.Done()
 	}
 	return nil
+}
+
+func (r *results) snapshot(ctx context.Context, e *env, at string) error {
+	s, err := takeSnapshot(ctx, e.manager, at)
+	r.Snapshots = append(r.Snapshots, s)
+	return err
 }
 
 // logf prints progress on stderr, so stdout is only the summary.

@@ -39,6 +39,8 @@ type results struct {
 	Restart restartResult `json:"restart"`
 	Memory  memory        `json:"memory"`
 	CPU     cpuTable      `json:"cpuSeconds"`
+	// Snapshots of the full manager's metrics after each phase.
+	Snapshots []snapshot `json:"managerMetrics"`
 }
 
 type restartResult struct {
@@ -320,6 +322,11 @@ func (r *results) print(w io.Writer) {
 	p("")
 	p("- Create: all %d accepted by the apiserver after %s; all Ready after %s; all served by the manager after %s, by the replica after %s.",
 		r.N, r.Create.AllCreated, r.Create.AllReady, r.Create.AllServedManager, r.Create.AllServedReplica)
+	if len(r.Snapshots) >= 2 {
+		s0, s1 := r.Snapshots[0], r.Snapshots[1]
+		p("- Create: the manager reconciled %.2f times and wrote %.2f times (POST/PUT/PATCH/DELETE, events included) per tenant until all were Ready and served.",
+			float64(s1.Reconciles-s0.Reconciles)/float64(r.N), float64(s1.writes()-s0.writes())/float64(r.N))
+	}
 	p("- Latencies: both servers polled every %s. `kubectl apply` itself took p50 %s; served by the manager p50 %s, p99 %s after kubectl returned; max %s.",
 		pollEvery, r.Apply.AcceptedP50, r.Apply.AfterAcceptedP50, r.Apply.AfterAcceptedP99, r.Apply.ManagerMax)
 	p("  The trigger patch itself took p50 %s; the Next key served by the manager p50 %s, p99 %s after it returned; max %s.",
@@ -328,6 +335,20 @@ func (r *results) print(w io.Writer) {
 		rs.Tenants, rs.Stop, rs.StartToReady, rs.ManagerCPU, mib(mem.RestartedRSS), perTenant(mem.RestartedRSS, mem.ManagerRSS0, rs.Tenants)/1024)
 	p("- Manager: `%s`", r.ManagerCommand)
 	p("- Replica: `%s`", r.ReplicaCommand)
+	p("")
+	p("The full manager's own metrics (controller-runtime and client-go; the restarted manager counts from its start):")
+	p("")
+	methods := []string{"GET", "POST", "PUT", "PATCH", "DELETE"}
+	p("| after | reconciles | errors | mean reconcile | queue depth | queue adds | %s |", strings.Join(methods, " | "))
+	p("|---|---:|---:|---:|---:|---:|%s", strings.Repeat("---:|", len(methods)))
+	for _, s := range r.Snapshots {
+		cells := make([]string, len(methods))
+		for i, m := range methods {
+			cells[i] = fmt.Sprint(s.Requests[m])
+		}
+		p("| %s | %d | %d | %s | %d | %d | %s |", s.At, s.Reconciles, s.ReconcileErrors,
+			dur(time.Duration(s.ReconcileMeanSecs*float64(time.Second))), s.QueueDepth, s.QueueAdds, strings.Join(cells, " | "))
+	}
 	p("")
 	p("CPU seconds by phase (the restarted manager counts from its start):")
 	p("")

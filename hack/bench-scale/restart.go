@@ -7,9 +7,6 @@ import (
 	"fmt"
 	"net/http"
 	"os"
-	"regexp"
-	"strconv"
-	"strings"
 	"time"
 )
 
@@ -49,11 +46,12 @@ func restartPhase(ctx context.Context, e *env, cfg config, present []tenant, res
 	r.SigtermToReverified = dur(time.Since(sigterm))
 	r.ManagerCPU, _ = cpuSeconds(e.manager.pid())
 	res.Memory.RestartedRSS = e.manager.rss()
-	r.Reconciles = int(m.sum("controller_runtime_reconcile_total", "controller", "tenantidentity"))
-	r.ReconcileErrors = int(m.sum("controller_runtime_reconcile_total", "controller", "tenantidentity", "result", "error"))
+	snap := m.snapshot("restarted manager: all re-verified")
+	res.Snapshots = append(res.Snapshots, snap)
+	r.Reconciles, r.ReconcileErrors = snap.Reconciles, snap.ReconcileErrors
 	r.ClientWrites = map[string]int{}
 	for _, verb := range []string{"POST", "PUT", "PATCH", "DELETE"} {
-		r.ClientWrites[verb] = int(m.sum("rest_client_requests_total", "method", verb))
+		r.ClientWrites[verb] = snap.Requests[verb]
 	}
 	// Events are sent asynchronously and status writes may trail the
 	// count by a moment: give them a little time before counting.
@@ -73,12 +71,12 @@ func waitReconciles(ctx context.Context, metricsURL string, n int, start time.Ti
 	tick := time.Now()
 	for {
 		m, err := scrape(ctx, metricsURL+"/metrics")
-		if err == nil && int(m.sum("controller_runtime_reconcile_total", "controller", "tenantidentity")) >= n {
+		if err == nil && int(m.sum("controller_runtime_reconcile_total", "controller", controllerName)) >= n {
 			return m, nil
 		}
 		if time.Since(tick) > 10*time.Second {
 			tick = time.Now()
-			logf("  %v reconciles after %s", m.sum("controller_runtime_reconcile_total", "controller", "tenantidentity"), time.Since(start).Round(time.Second))
+			logf("  %v reconciles after %s", m.sum("controller_runtime_reconcile_total", "controller", controllerName), time.Since(start).Round(time.Second))
 		}
 		select {
 		case <-ctx.Done():
@@ -107,8 +105,8 @@ type unserved struct {
 }
 
 const (
-	pollRate  = 1000 // requests per second
-	pollBatch = 10   // requests per tick
+	pollRate  = 500 // requests per second
+	pollBatch = 10  // requests per tick
 )
 
 func pollReplica(ctx context.Context, base string, ts []tenant) *replicaPoll {
@@ -146,83 +144,6 @@ func (p *replicaPoll) stop() unserved {
 	close(p.stopCh)
 	<-p.done
 	return p.res
-}
-
-// metrics is a scrape of a Prometheus text endpoint.
-type metrics []metricLine
-
-type metricLine struct {
-	name   string
-	labels map[string]string
-	value  float64
-}
-
-var labelRE = regexp.MustCompile(`([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"`)
-
-func scrape(ctx context.Context, url string) (metrics, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	if err != nil {
-		return nil, err
-	}
-	resp, err := httpClient.Do(req)
-	if err != nil {
-		return nil, err
-	}
-	defer drain(resp)
-	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("GET %s: %s", url, resp.Status)
-	}
-	var m metrics
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 64*1024), 1024*1024)
-	for sc.Scan() {
-		line := sc.Text()
-		if line == "" || line[0] == '#' {
-			continue
-		}
-		l := metricLine{labels: map[string]string{}}
-		rest := line
-		if i := strings.IndexAny(line, "{ "); i > 0 {
-			l.name, rest = line[:i], line[i:]
-		}
-		if strings.HasPrefix(rest, "{") {
-			end := strings.LastIndexByte(rest, '}')
-			if end < 0 {
-				continue
-			}
-			for _, kv := range labelRE.FindAllStringSubmatch(rest[1:end], -1) {
-				l.labels[kv[1]] = kv[2]
-			}
-			rest = rest[end+1:]
-		}
-		f := strings.Fields(rest)
-		if len(f) == 0 {
-			continue
-		}
-		if l.value, err = strconv.ParseFloat(f[0], 64); err == nil {
-			m = append(m, l)
-		}
-	}
-	return m, sc.Err()
-}
-
-// sum adds the values of the series called name whose labels match the
-// label/value pairs given.
-func (m metrics) sum(name string, pairs ...string) float64 {
-	var total float64
-next:
-	for _, l := range m {
-		if l.name != name {
-			continue
-		}
-		for i := 0; i+1 < len(pairs); i += 2 {
-			if l.labels[pairs[i]] != pairs[i+1] {
-				continue next
-			}
-		}
-		total += l.value
-	}
-	return total
 }
 
 // auditWrites counts the full manager's writes received since `since`, by

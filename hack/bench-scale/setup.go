@@ -66,8 +66,7 @@ func setUp(ctx context.Context, cfg config) (e *env, err error) {
 	}
 	defer func() {
 		if err != nil {
-			e.keepDir = true
-			logf("setup failed; work directory kept: %s", e.dir)
+			e.keepDir = true // its logs say why
 			e.tearDown()
 		}
 	}()
@@ -265,7 +264,11 @@ func (e *env) tearDown() {
 			logf("stop envtest: %v", err)
 		}
 	}
-	if !e.keepDir && e.dir != "" {
+	switch {
+	case e.dir == "":
+	case e.keepDir:
+		logf("work directory kept: %s", e.dir)
+	default:
 		_ = os.RemoveAll(e.dir)
 	}
 }
