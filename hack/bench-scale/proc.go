@@ -91,12 +91,19 @@ func (p *proc) start(ctx context.Context, timeout time.Duration) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	if err := p.learnAddrs(ctx); err != nil {
-		return fmt.Errorf("%s (log %s): %w", p.name, logPath, err)
+		return fmt.Errorf("%s: %w; the end of its log %s:\n%s", p.name, err, logPath, tail(logPath, 10))
 	}
 	if err := p.waitReady(ctx); err != nil {
-		return fmt.Errorf("%s (log %s): %w", p.name, logPath, err)
+		return fmt.Errorf("%s: %w; the end of its log %s:\n%s", p.name, err, logPath, tail(logPath, 10))
 	}
 	return nil
+}
+
+// tail is the last n lines of a file.
+func tail(path string, n int) string {
+	data, _ := os.ReadFile(path)
+	lines := strings.Split(strings.TrimRight(string(data), "\n"), "\n")
+	return strings.Join(lines[max(len(lines)-n, 0):], "\n")
 }
 
 // scanLog copies the process's output to its log file and picks up the

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"sync"
 	"time"
 )
 
@@ -23,6 +24,7 @@ func restartPhase(ctx context.Context, e *env, cfg config, present []tenant, res
 		return fmt.Errorf("before the restart, the replica: %w", err)
 	}
 	poll := pollReplica(ctx, e.replica.jwks, present)
+	defer poll.stop()
 
 	r.OldManagerCPU, _ = cpuSeconds(e.manager.pid())
 	logf("restart: SIGTERM to the manager (%d tenants present)", len(present))
@@ -44,6 +46,19 @@ func restartPhase(ctx context.Context, e *env, cfg config, present []tenant, res
 	}
 	r.StartToReverified = dur(time.Since(started))
 	r.SigtermToReverified = dur(time.Since(sigterm))
+	if err := recordReverified(e, res, m, started, poll); err != nil {
+		return err
+	}
+	logf("  re-verified %d after %s from start (%s from SIGTERM); client writes %v; audited writes %v; replica %d requests, %d not 200",
+		r.Reconciles, r.StartToReverified, r.SigtermToReverified, r.ClientWrites, r.AuditWrites, r.Replica.Requests, r.Replica.Non200)
+	return nil
+}
+
+// recordReverified takes the restarted manager's figures once it has
+// re-verified every tenant: CPU, RSS, its metrics, its audited writes and
+// what the replica answered meanwhile.
+func recordReverified(e *env, res *results, m metrics, started time.Time, poll *replicaPoll) error {
+	r := &res.Restart
 	r.ManagerCPU, _ = cpuSeconds(e.manager.pid())
 	res.Memory.RestartedRSS = e.manager.rss()
 	snap := m.snapshot("restarted manager: all re-verified")
@@ -57,12 +72,9 @@ func restartPhase(ctx context.Context, e *env, cfg config, present []tenant, res
 	// count by a moment: give them a little time before counting.
 	time.Sleep(2 * time.Second)
 	r.Replica = poll.stop()
-	if r.AuditWrites, err = auditWrites(e.auditLog, started); err != nil {
-		return err
-	}
-	logf("  re-verified %d after %s from start (%s from SIGTERM); client writes %v; audited writes %v; replica %d requests, %d not 200",
-		r.Reconciles, r.StartToReverified, r.SigtermToReverified, r.ClientWrites, r.AuditWrites, r.Replica.Requests, r.Replica.Non200)
-	return nil
+	var err error
+	r.AuditWrites, err = auditWrites(e.auditLog, started)
+	return err
 }
 
 // waitReconciles scrapes the manager's metrics until the TenantIdentity
@@ -92,6 +104,7 @@ func waitReconciles(ctx context.Context, metricsURL string, n int, start time.Ti
 // is meant to watch.
 type replicaPoll struct {
 	stopCh chan struct{}
+	once   sync.Once
 	done   chan struct{}
 	res    unserved
 }
@@ -141,7 +154,7 @@ func pollReplica(ctx context.Context, base string, ts []tenant) *replicaPoll {
 }
 
 func (p *replicaPoll) stop() unserved {
-	close(p.stopCh)
+	p.once.Do(func() { close(p.stopCh) })
 	<-p.done
 	return p.res
 }
