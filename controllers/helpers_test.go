@@ -45,7 +45,10 @@ const (
 	tokenTTL   = time.Minute
 
 	publicBaseURL = "https://signet.test"
-	tiName        = "acme-dc1"
+	// systemNamespace is signet's own, where the claim records live
+	// (TestMain creates it).
+	systemNamespace = "signet-system"
+	tiName          = "acme-dc1"
 )
 
 func shortPolicy() identityv1alpha1.KeyPolicy {
@@ -370,8 +373,8 @@ func newHarnessIn(t *testing.T, ns string) *harness {
 
 func (h *harness) reconciler(c client.Client) *TenantIdentityReconciler {
 	return &TenantIdentityReconciler{
-		Client: c, Scheme: testenv.Scheme(), Clock: h.clk, Recorder: h.events,
-		PublicBaseURL: publicBaseURL, OrgBinding: true, Generate: keys.Generate,
+		Client: c, Clock: h.clk, Recorder: h.events,
+		PublicBaseURL: publicBaseURL, OrgBinding: true, SystemNamespace: systemNamespace, Generate: keys.Generate,
 	}
 }
 
@@ -784,7 +787,16 @@ func (v *invariants) observe(now time.Time, s *snapshot, kind observation) {
 			continue
 		}
 		delete(v.seen, kid)
-		if revoked[kid] || v.lost[kid] || !checked {
+		if v.lost[kid] || !checked {
+			continue
+		}
+		// A key is destroyed only once it is unpublished: a write that
+		// fails before the ConfigMap's must not leave a published kid
+		// without its key (revocation included).
+		if published[kid] {
+			t.Errorf("%s: key %s destroyed while still published", at, kid)
+		}
+		if revoked[kid] {
 			continue
 		}
 		if old.State == rotation.Retired && !old.RemovesAt.IsZero() && !now.Before(old.RemovesAt) {
