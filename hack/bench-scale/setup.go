@@ -160,10 +160,16 @@ func (e *env) writeKubeconfig(name string, u *envtest.AuthenticatedUser) (string
 	return path, os.WriteFile(path, data, 0o600)
 }
 
-// install applies the CRD and the two ClusterRoles with kubectl, as the
-// docs tell a user to, and binds the roles to the managers' users.
+// systemNamespace is signet's own namespace (config/default deploys it
+// there); newer managers keep their ownership records in it.
+const systemNamespace = "signet-system"
+
+// install creates signet's namespace, applies the CRD and the two
+// ClusterRoles with kubectl, as the docs tell a user to, and binds the
+// roles to the managers' users.
 func (e *env) install(ctx context.Context) error {
 	steps := [][]string{
+		{"create", "namespace", systemNamespace},
 		{"apply", "-f", filepath.Join(e.root, "config", "crd", "bases")},
 		{"wait", "--for=condition=Established", "--timeout=60s", "crd/tenantidentities.identity.signet.dev"},
 		{"apply", "-f", filepath.Join(e.root, "config", "rbac", "role.yaml"),
@@ -223,6 +229,9 @@ func (e *env) startManagers(ctx context.Context, cfg config) error {
 		}
 		if known["token-bind-address"] {
 			a = append(a, "--token-bind-address=0") // not measured here; two processes would clash on :9443
+		}
+		if known["system-namespace"] {
+			a = append(a, "--system-namespace="+systemNamespace)
 		}
 		if known["metrics-secure"] {
 			a = append(a, "--metrics-secure=false") // scraped over plain HTTP on loopback
