@@ -54,7 +54,6 @@ func TestManager(t *testing.T) {
 		// Only this test's namespace: the other tests' objects stay out.
 		// The cache as cmd/manager configures it.
 		Cache:  cacheopts.Options(cacheopts.Config{WatchNamespace: ns, SystemNamespace: systemNamespace}),
-		Client: client.Options{Cache: &client.CacheOptions{DisableFor: []client.Object{&corev1.Secret{}}}},
 	})
 	if err != nil {
 		t.Fatal(err)

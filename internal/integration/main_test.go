@@ -143,7 +143,6 @@ func newManager(cfg *rest.Config, o replica) (manager.Manager, *jwks.Server, err
 		Cache: cacheopts.Options(cacheopts.Config{
 			WatchNamespace: o.watchNamespace, SystemNamespace: systemNamespace, ServerOnly: !o.controller,
 		}),
-		Client: client.Options{Cache: &client.CacheOptions{DisableFor: []client.Object{&corev1.Secret{}}}},
 	})
 	if err != nil {
 		return nil, nil, err
