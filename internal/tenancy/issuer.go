@@ -17,10 +17,11 @@ func IssuerError(issuer, publicBaseURL, org, siteID string) error {
 	if issuer == "" {
 		return nil
 	}
-	iu, err1 := url.Parse(issuer)
-	bu, err2 := url.Parse(strings.TrimRight(publicBaseURL, "/"))
-	if err1 != nil || err2 != nil {
-		return nil // the CRD checks the issuer's form; a bad base URL fails the manager's start
+	// The CRD checks the issuer's form and the manager the base URL's: an
+	// unparsable one claims no tenant's path.
+	iu, bu := parseOrEmpty(issuer), parseOrEmpty(strings.TrimRight(publicBaseURL, "/"))
+	if iu.Host == "" || bu.Host == "" {
+		return nil
 	}
 	if !strings.EqualFold(iu.Scheme, bu.Scheme) || !strings.EqualFold(iu.Host, bu.Host) {
 		return nil
@@ -35,4 +36,12 @@ func IssuerError(issuer, publicBaseURL, org, siteID string) error {
 	}
 	return fmt.Errorf("spec.issuer %q is under the JWKS server's public URL %s but not under this TenantIdentity's own path %s%s: "+
 		"an issuer there would pose as another tenant's", issuer, publicBaseURL, strings.TrimRight(publicBaseURL, "/"), identityv1alpha1.BasePath(org, siteID))
+}
+
+func parseOrEmpty(raw string) *url.URL {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return &url.URL{}
+	}
+	return u
 }

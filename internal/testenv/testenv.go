@@ -75,27 +75,37 @@ func Start() (*Env, error) {
 }
 
 // Main is TestMain for a package that needs the control plane: it starts it,
-// runs the tests, runs beforeStop (say, to close watches that would hold
-// kube-apiserver's shutdown) and stops it. Without a control plane it fails
-// the package: a missing one must not pass for a green run.
+// runs the tests and stops it. Without a control plane it fails the
+// package: a missing one must not pass for a green run.
 //
 // In -short mode (`make unit`) it starts none and leaves *env nil: the
 // tests that need it skip at their first use of it (Require, which
 // Namespace and Kubeconfig call), and the others run.
-func Main(m *testing.M, env **Env, beforeStop ...func()) {
+func Main(m *testing.M, env **Env) { MainWith(m, env, nil, nil) }
+
+// MainWith is Main with setUp run once the control plane is up (what every
+// test expects to exist) and tearDown run before it stops (say, closing
+// watches that would hold kube-apiserver's shutdown). Either may be nil;
+// neither runs in -short mode.
+func MainWith(m *testing.M, env **Env, setUp func(*Env) error, tearDown func()) {
 	flag.Parse() // for testing.Short
 	if testing.Short() {
 		os.Exit(m.Run())
 	}
 	e, err := Start()
+	if err == nil && setUp != nil {
+		if err = setUp(e); err != nil {
+			_ = e.Stop()
+		}
+	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
 	*env = e
 	code := m.Run()
-	for _, f := range beforeStop {
-		f()
+	if tearDown != nil {
+		tearDown()
 	}
 	if err := e.Stop(); err != nil {
 		fmt.Fprintln(os.Stderr, "stop envtest:", err)
