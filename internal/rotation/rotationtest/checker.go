@@ -128,9 +128,9 @@ type Checker struct {
 	origin time.Time
 	counts Counts
 
-	since      map[string]time.Time // published kids, since when
-	stopped    map[string]stop      // kids that stopped signing
-	records    map[string]rotation.Key
+	since      map[string]time.Time     // published kids, since when
+	stopped    map[string]stop          // kids that stopped signing
+	records    map[string]record        // as last observed
 	activePP   map[string]time.Duration // PrePublish when the record was first seen Active
 	revokedOut map[string]bool          // kids that left the documents while revoked
 	lost       map[string]bool          // records deleted by hand
@@ -140,6 +140,12 @@ type Checker struct {
 	signerGone  bool
 	excused     map[string]bool // the gone keys that set signerGone
 	activations []Activation
+}
+
+// record is what the Checker keeps of a stored record.
+type record struct {
+	state     rotation.State
+	removesAt time.Time
 }
 
 type stop struct {
@@ -154,7 +160,7 @@ func New(origin time.Time) *Checker {
 		origin:     origin,
 		since:      map[string]time.Time{},
 		stopped:    map[string]stop{},
-		records:    map[string]rotation.Key{},
+		records:    map[string]record{},
 		activePP:   map[string]time.Duration{},
 		revokedOut: map[string]bool{},
 		lost:       map[string]bool{},
@@ -170,7 +176,7 @@ func (c *Checker) Counts() Counts { return c.counts }
 
 // Observe takes the next state and returns the violations it shows.
 func (c *Checker) Observe(o Observation) []Violation {
-	j := &judgment{c: c, o: o, published: set(o.Published), revoked: set(o.Revoked)}
+	j := &judgment{c: c, o: o}
 	for _, kid := range o.Published {
 		if _, ok := c.since[kid]; !ok {
 			c.since[kid] = o.At
@@ -192,8 +198,6 @@ func (c *Checker) Observe(o Observation) []Violation {
 type judgment struct {
 	c          *Checker
 	o          Observation
-	published  map[string]bool
-	revoked    map[string]bool
 	violations []Violation
 }
 
@@ -211,28 +215,29 @@ func (j *judgment) count(n *int) {
 	}
 }
 
-func (j *judgment) gone(kid string) bool { return j.revoked[kid] || j.c.lost[kid] }
+// published and revoked look through short lists (a TenantIdentity holds
+// at most rotation.MaxKeys keys): cheaper than a map per observation.
+func (j *judgment) published(kid string) bool { return slices.Contains(j.o.Published, kid) }
+func (j *judgment) revoked(kid string) bool   { return slices.Contains(j.o.Revoked, kid) }
+
+func (j *judgment) gone(kid string) bool { return j.revoked(kid) || j.c.lost[kid] }
 
 // records checks that no key was lost (invariant 5), learns the keys lost
 // by hand, and notes when a signer is gone.
 func (j *judgment) records() {
 	c, o := j.c, j.o
-	now := make(map[string]rotation.Key, len(o.Records))
-	for _, k := range o.Records {
-		now[k.KID] = k
-	}
 	for kid, old := range c.records {
-		if _, ok := now[kid]; ok {
+		if slices.ContainsFunc(o.Records, func(k rotation.Key) bool { return k.KID == kid }) {
 			continue
 		}
 		switch {
 		case o.Kind == ByHand:
 			c.lost[kid] = true
-		case j.revoked[kid] || c.lost[kid]:
-		case old.State == rotation.Retired && !old.RemovesAt.IsZero() && !o.At.Before(old.RemovesAt):
+		case j.revoked(kid) || c.lost[kid]:
+		case old.state == rotation.Retired && !old.removesAt.IsZero() && !o.At.Before(old.removesAt):
 			j.count(&c.counts.Removed)
 		default:
-			j.report(5, kid, "key %s lost: its record is gone, last %s (removes at %s)", kid, old.State, c.fmt(old.RemovesAt))
+			j.report(5, kid, "key %s lost: its record is gone, last %s (removes at %s)", kid, old.state, c.fmt(old.removesAt))
 		}
 	}
 	// The signer, or a key recorded Active before or now (the signing
@@ -247,9 +252,9 @@ func (j *judgment) records() {
 	if c.signer != "" {
 		goneSigner(c.signer)
 	}
-	for _, k := range c.records {
-		if k.State == rotation.Active {
-			goneSigner(k.KID)
+	for kid, r := range c.records {
+		if r.state == rotation.Active {
+			goneSigner(kid)
 		}
 	}
 	for _, k := range o.Records {
@@ -261,7 +266,10 @@ func (j *judgment) records() {
 			c.activePP[k.KID] = o.PrePublish
 		}
 	}
-	c.records = now
+	clear(c.records)
+	for _, k := range o.Records {
+		c.records[k.KID] = record{state: k.State, removesAt: k.RemovesAt}
+	}
 }
 
 // signing checks a change of the signing key against its pre-publication
@@ -280,7 +288,7 @@ func (j *judgment) signing() {
 	switch since := c.since[kid]; {
 	case exempt:
 		j.count(&c.counts.ExemptSwitches)
-	case !j.published[kid]:
+	case !j.published(kid):
 		// invariant 1 reports it
 	case o.At.Sub(since) < pp:
 		j.report(2, kid, "%s signs %s after its publication at %s, want >= prePublish %s",
@@ -299,13 +307,13 @@ func (j *judgment) signing() {
 func (j *judgment) unpublished() {
 	c, o := j.c, j.o
 	for kid := range c.since {
-		if j.published[kid] {
+		if j.published(kid) {
 			continue
 		}
 		delete(c.since, kid)
 		st, signed := c.stopped[kid]
 		switch {
-		case j.revoked[kid]:
+		case j.revoked(kid):
 			c.revokedOut[kid] = true
 		case kid == c.signer, !signed:
 			// The signer: invariant 1 reports it. A key that never signed
@@ -322,7 +330,7 @@ func (j *judgment) unpublished() {
 // signingPublished: what signs now can be verified (invariant 1).
 func (j *judgment) signingPublished() {
 	kid := j.o.Signing
-	if kid != "" && !j.published[kid] && !j.revoked[kid] && !j.c.revokedOut[kid] {
+	if kid != "" && !j.published(kid) && !j.revoked(kid) && !j.c.revokedOut[kid] {
 		j.report(1, kid, "signing key %s is not published: %q", kid, j.o.Published)
 	}
 }
@@ -353,12 +361,4 @@ func (c *Checker) fmt(t time.Time) string {
 		return t.Format(time.RFC3339Nano)
 	}
 	return "t0+" + t.Sub(c.origin).String()
-}
-
-func set(kids []string) map[string]bool {
-	m := make(map[string]bool, len(kids))
-	for _, kid := range kids {
-		m[kid] = true
-	}
-	return m
 }

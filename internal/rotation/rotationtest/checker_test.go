@@ -98,6 +98,16 @@ func TestChecker(t *testing.T) {
 			},
 		},
 		{
+			name: "the successor of an Active record deleted by hand signs at once",
+			history: []Observation{
+				healthy[0], healthy[1], healthy[2], // a crash leaves N recorded Active, A signing
+				obs(21, ByHand, "A,N", "A", active("A")),
+				obs(22, Partial, "A,N", "A", retired("A", 52), active("M")),
+				obs(22, Partial, "M,A,N", "A", retired("A", 52), active("M")),
+				obs(22, Reconciled, "M,A,N", "M", retired("A", 52), active("M")),
+			},
+		},
+		{
 			name: "a key unpublished while revoked may sign on after the list is cleared",
 			history: []Observation{
 				revokeSigner[0], revokeSigner[1], revokeSigner[2], revokeSigner[3], // crash before the signing Secret
