@@ -20,8 +20,9 @@ import (
 // every single write: the ConfigMap's kids, the signing Secret's kid and the
 // stored records.
 func TestInvariantsRandomized(t *testing.T) {
-	// One seed is one random event sequence. 1,200 of them take about
-	// 5 s, and 20 s with -race (measured on two shared cores).
+	// One seed is one random event sequence. 1,200 of them take about 8 s
+	// of CPU, 27 s with -race (two cores shared with four other builds);
+	// the checker after every write costs about a quarter of that.
 	seeds, steps := 1200, 150
 	if testing.Short() {
 		seeds = 30
