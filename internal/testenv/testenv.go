@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 
@@ -49,6 +50,8 @@ type Env struct {
 	*envtest.Environment
 	Config *rest.Config
 	Client client.Client
+
+	usersMu sync.Mutex // see AddUser
 }
 
 // Start runs kube-apiserver and etcd from KUBEBUILDER_ASSETS (the Makefile
@@ -142,6 +145,15 @@ func (e *Env) Namespace(t testing.TB, labels map[string]string) string {
 	}
 	t.Cleanup(func() { _ = e.Client.Delete(context.Background(), ns) })
 	return name
+}
+
+// AddUser is envtest's, made safe for parallel tests: envtest signs every
+// user's client certificate with one CA whose serial counter is not
+// guarded (the race detector finds it when parallel tests add users).
+func (e *Env) AddUser(user envtest.User, baseConfig *rest.Config) (*envtest.AuthenticatedUser, error) {
+	e.usersMu.Lock()
+	defer e.usersMu.Unlock()
+	return e.Environment.AddUser(user, baseConfig)
 }
 
 // Kubeconfig writes an admin kubeconfig for kubectl and returns its path.
