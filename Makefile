@@ -1,4 +1,5 @@
-# signet: see README.md. `make run` and `make test` are the two entry points.
+# signet: see README.md. `make run` and `make test` are the two entry points,
+# `make unit` the fast loop, `make help` the list.
 SHELL := /usr/bin/env bash -o pipefail
 .SHELLFLAGS := -ec
 
@@ -8,16 +9,29 @@ GOLANGCI_LINT := $(BIN)/golangci-lint
 TOOLS_MOD := hack/tools/go.mod
 TEST_FLAGS ?= -race -count=1 -timeout 40m
 TEST_PKGS ?= ./...
+UNIT_FLAGS ?=
+
+##@ General
 
 .PHONY: all
-all: build
+all: build ## The default: build the manager.
+
+# help prints the targets that have a `## comment`, under the `##@`
+# headings; the tool targets are printed with their (absolute) paths.
+.PHONY: help
+help: ## Print every target with what it does.
+	@sed -e 's|^$$(CONTROLLER_GEN):|$(CONTROLLER_GEN):|' -e 's|^$$(GOLANGCI_LINT):|$(GOLANGCI_LINT):|' $(MAKEFILE_LIST) | \
+		awk 'BEGIN { FS = ":.*## " } \
+		/^##@/ { printf "\n%s\n", substr($$0, 5); next } \
+		/^[a-zA-Z0-9_.\/-]+:.*## / { if (length($$1) > 16) printf "  %s\n  %-16s %s\n", $$1, "", $$2; \
+			else printf "  %-16s %s\n", $$1, $$2 }'
 
 ##@ Tools (built from the Go module proxy, pinned in hack/tools/go.mod)
 
-$(CONTROLLER_GEN): $(TOOLS_MOD)
+$(CONTROLLER_GEN): $(TOOLS_MOD) ## Build controller-gen into bin/.
 	cd hack/tools && go build -o $@ sigs.k8s.io/controller-tools/cmd/controller-gen
 
-$(GOLANGCI_LINT): $(TOOLS_MOD)
+$(GOLANGCI_LINT): $(TOOLS_MOD) ## Build golangci-lint into bin/.
 	cd hack/tools && go build -o $@ github.com/golangci/golangci-lint/v2/cmd/golangci-lint
 
 .PHONY: envtest-assets
@@ -51,16 +65,22 @@ verify: ## Fail when regenerating changes a generated file (works on uncommitted
 ##@ Checks
 
 .PHONY: fmt
-fmt:
+fmt: ## Format the Go sources.
 	go fmt ./...
 
 .PHONY: vet
-vet:
+vet: ## go vet.
 	go vet ./...
 
 .PHONY: lint
-lint: $(GOLANGCI_LINT)
+lint: $(GOLANGCI_LINT) ## golangci-lint, with the package boundaries (.golangci.yml).
 	$(GOLANGCI_LINT) run ./...
+
+# unit never builds or looks for envtest assets: in -short mode the tests
+# that need a control plane skip (internal/testenv), the rest run.
+.PHONY: unit
+unit: ## The fast loop: every test that needs no control plane (go test -short; UNIT_FLAGS=-race adds the race detector).
+	go test -short $(UNIT_FLAGS) ./...
 
 .PHONY: test-go
 test-go: ## Unit, envtest and end-to-end tests against a real kube-apiserver and etcd.
@@ -72,7 +92,7 @@ test: verify vet lint test-go ## Everything CI runs.
 ##@ Build and run
 
 .PHONY: build
-build:
+build: ## Build the manager into bin/manager.
 	go build -o $(BIN)/manager ./cmd/manager
 
 .PHONY: run
@@ -86,5 +106,5 @@ bench-scale: ## Scale benchmark: envtest, the manager binary and a server-only r
 	KUBEBUILDER_ASSETS="$$(hack/envtest-assets.sh)" $(BIN)/bench-scale $(BENCH_SCALE_ARGS)
 
 .PHONY: bench
-bench:
+bench: ## The JWKS server's benchmarks (docs/performance.md).
 	go test -run '^$$' -bench . -benchmem ./internal/jwks/...
