@@ -53,7 +53,7 @@ func TestManager(t *testing.T) {
 		Controller:             config.Controller{SkipNameValidation: ptr.To(true)},
 		// Only this test's namespace: the other tests' objects stay out.
 		// The cache as cmd/manager configures it.
-		Cache:  cacheopts.Options(cacheopts.Config{WatchNamespace: ns, SystemNamespace: systemNamespace}),
+		Cache: cacheopts.Options(cacheopts.Config{WatchNamespace: ns, SystemNamespace: systemNamespace}),
 	})
 	if err != nil {
 		t.Fatal(err)
