@@ -5,6 +5,8 @@ SHELL := /usr/bin/env bash -o pipefail
 BIN := $(CURDIR)/bin
 CONTROLLER_GEN := $(BIN)/controller-gen
 GOLANGCI_LINT := $(BIN)/golangci-lint
+HELM := $(BIN)/helm
+PROMTOOL := $(BIN)/promtool
 TOOLS_MOD := hack/tools/go.mod
 TEST_FLAGS ?= -race -count=1 -timeout 40m
 TEST_PKGS ?= ./...
@@ -12,13 +14,20 @@ TEST_PKGS ?= ./...
 .PHONY: all
 all: build
 
-##@ Tools (built from the Go module proxy, pinned in hack/tools/go.mod)
+##@ Tools (built from the Go module proxy, pinned in hack/tools/go.mod, hack/helm/go.mod, hack/promtool/go.mod)
 
 $(CONTROLLER_GEN): $(TOOLS_MOD)
 	cd hack/tools && go build -o $@ sigs.k8s.io/controller-tools/cmd/controller-gen
 
 $(GOLANGCI_LINT): $(TOOLS_MOD)
 	cd hack/tools && go build -o $@ github.com/golangci/golangci-lint/v2/cmd/golangci-lint
+
+# helm and promtool have large dependency trees of their own: one module each.
+$(HELM): hack/helm/go.mod ## helm, for the chart's lint, template and dry-run tests.
+	cd hack/helm && go build -o $@ helm.sh/helm/v4/cmd/helm
+
+$(PROMTOOL): hack/promtool/go.mod ## promtool, for the alert rules' checks and unit tests.
+	cd hack/promtool && go build -o $@ github.com/prometheus/prometheus/cmd/promtool
 
 .PHONY: envtest-assets
 envtest-assets: ## Build or find kube-apiserver, etcd and kubectl for envtest; prints their directory.
@@ -72,6 +81,22 @@ test: verify vet lint test-go ## Everything CI runs.
 .PHONY: build
 build:
 	go build -o $(BIN)/manager ./cmd/manager
+
+# The image's tag and labels: from git when there is a checkout, else dev.
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+REVISION ?= $(shell git rev-parse HEAD 2>/dev/null)
+SOURCE_DATE_EPOCH ?= $(shell git log -1 --format=%ct 2>/dev/null || echo 0)
+IMAGE_REPO ?= signet
+IMAGE_ARCHIVE ?= $(BIN)/signet-image.tar
+
+.PHONY: image
+image: ## Build the image without Docker into bin/signet-image.tar (docker load, ctr import, kind load image-archive); OCI_LAYOUT=dir adds an OCI layout.
+	go run ./hack/image -o $(IMAGE_ARCHIVE) -repo $(IMAGE_REPO) -version $(VERSION) -revision "$(REVISION)" \
+		-created $(SOURCE_DATE_EPOCH) $(if $(OCI_LAYOUT),-oci-layout $(OCI_LAYOUT))
+
+.PHONY: docker-build
+docker-build: ## The same image with Docker and the Dockerfile, tagged $(IMAGE_REPO):$(VERSION).
+	docker build --build-arg VERSION=$(VERSION) --build-arg REVISION=$(REVISION) -t $(IMAGE_REPO):$(VERSION) .
 
 .PHONY: run
 run: manifests ## Run the operator: on the configured cluster, else on an embedded local control plane.
