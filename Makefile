@@ -36,11 +36,16 @@ envtest-assets: ## Build or find kube-apiserver, etcd and kubectl for envtest; p
 ##@ Generated files
 
 .PHONY: manifests
-manifests: $(CONTROLLER_GEN) ## CRDs and RBAC from the markers: the manager's role, and the server-only role (no Secrets).
+manifests: $(CONTROLLER_GEN) ## CRDs and RBAC from the markers: the manager's role, and the server-only role (no Secrets); their copies in the chart.
 	$(CONTROLLER_GEN) rbac:roleName=signet-manager-role crd paths="./api/...;./controllers/...;./internal/jwks/..." \
 		output:crd:artifacts:config=config/crd/bases output:rbac:artifacts:config=config/rbac
 	$(CONTROLLER_GEN) rbac:roleName=signet-jwks-server-role paths="./internal/jwks/..." \
 		output:rbac:artifacts:config=config/rbac/jwks-server
+	@# The chart ships the same CRDs, generated roles and alerts (make verify sees stale copies).
+	rm -f charts/signet/crds/*.yaml && cp config/crd/bases/*.yaml charts/signet/crds/
+	cp config/rbac/role.yaml charts/signet/files/rbac/manager-role.yaml
+	cp config/rbac/jwks-server/role.yaml charts/signet/files/rbac/jwks-server-role.yaml
+	cp config/prometheus/prometheusrule.yaml config/prometheus/dashboard.json charts/signet/files/prometheus/
 
 .PHONY: generate
 generate: $(CONTROLLER_GEN) ## DeepCopy methods from the markers.
@@ -48,12 +53,12 @@ generate: $(CONTROLLER_GEN) ## DeepCopy methods from the markers.
 
 .PHONY: verify
 verify: ## Fail when regenerating changes a generated file (works on uncommitted edits too).
-	@state() { git status --porcelain -- api config; git diff -- api config; }; \
+	@state() { git status --porcelain -- api config charts; git diff -- api config charts; }; \
 	before=$$(state | sha256sum); \
 	$(MAKE) --no-print-directory manifests generate >/dev/null; \
 	if [ "$$(state | sha256sum)" != "$$before" ]; then \
 		echo "generated files were stale and have been regenerated: review and commit them"; \
-		git status --porcelain -- api config; exit 1; fi
+		git status --porcelain -- api config charts; exit 1; fi
 
 ##@ Checks
 

@@ -40,9 +40,9 @@ func imageTag(repo, version string) (name.Tag, error) {
 // labels are the image's OCI labels; the revision only when known.
 func (o options) labels() map[string]string {
 	l := map[string]string{
-		labelTitle:    "signet",
-		labelVersion:  o.version,
-		labelSource:   o.source,
+		labelTitle:   "signet",
+		labelVersion: o.version,
+		labelSource:  o.source,
 	}
 	if o.revision != "" {
 		l[labelRevision] = o.revision
