@@ -75,8 +75,12 @@ lint: $(GOLANGCI_LINT)
 	$(GOLANGCI_LINT) run ./...
 
 .PHONY: test-go
-test-go: ## Unit, envtest and end-to-end tests against a real kube-apiserver and etcd.
-	KUBEBUILDER_ASSETS="$$(hack/envtest-assets.sh)" go test $(TEST_FLAGS) $(TEST_PKGS)
+test-go: $(HELM) $(PROMTOOL) ## Unit, envtest and end-to-end tests against a real kube-apiserver and etcd (the chart's and alerts' tests run helm and promtool).
+	KUBEBUILDER_ASSETS="$$(hack/envtest-assets.sh)" HELM=$(HELM) PROMTOOL=$(PROMTOOL) go test $(TEST_FLAGS) $(TEST_PKGS)
+
+.PHONY: test-ship
+test-ship: ## Only what ships: the image and Dockerfile, the chart (helm lint/template, RBAC against config/rbac, server dry runs), the alerts (promtool), the plugin.
+	$(MAKE) --no-print-directory test-go TEST_PKGS="./hack/image/... ./charts/... ./config/prometheus/... ./cmd/kubectl-signet/..."
 
 .PHONY: test
 test: verify vet lint test-go ## Everything CI runs.

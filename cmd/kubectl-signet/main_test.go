@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -144,7 +145,9 @@ func startSignet(ctx context.Context) (stop func(), err error) {
 	return func() {
 		_ = httpSrv.Close()
 		cancel()
-		<-done
+		if err := <-done; err != nil && !errors.Is(err, context.Canceled) {
+			fmt.Fprintln(os.Stderr, "manager:", err)
+		}
 	}, nil
 }
 

@@ -11,13 +11,18 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime"
-	"slices"
 	"strings"
 	"testing"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	crmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 	"sigs.k8s.io/yaml"
+
+	// The components whose metrics the alerts query register them at init.
+	_ "github.com/signet-dev/signet/controllers"
+	_ "github.com/signet-dev/signet/internal/jwks"
 )
 
 var (
@@ -153,23 +158,29 @@ func alertNames(t *testing.T) []string {
 	return names
 }
 
-// knownMetrics are the series signet and controller-runtime export (the
-// names are a contract with the code; a typo here would alert on nothing).
-var knownMetrics = []string{
-	"signet_jwks_requests_total", "signet_jwks_request_duration_seconds_bucket",
-	"signet_jwks_tenants_served", "signet_jwks_documents_rebuilt_total",
-	"signet_jwks_bad_documents_total", "signet_keys", "signet_key_events_total",
-	"signet_reconcile_errors_total", "signet_tenants_not_ready",
-	"signet_tenants_rotation_overdue", "signet_jwks_synced",
-	"controller_runtime_reconcile_errors_total", "controller_runtime_reconcile_total",
-	"workqueue_depth",
+// exported reports whether a component of the manager registers name on
+// controller-runtime's registry (the one its metrics endpoint serves):
+// registering a probe under the same name fails exactly then. This sees
+// metric vectors that have no series yet, which a Gather would miss.
+func exported(name string) bool {
+	for _, suffix := range []string{"_bucket", "_sum", "_count"} {
+		if base, ok := strings.CutSuffix(name, suffix); ok && exported(base) {
+			return true
+		}
+	}
+	probe := prometheus.NewGauge(prometheus.GaugeOpts{Name: name, Help: "probe"})
+	if err := crmetrics.Registry.Register(probe); err != nil {
+		return true
+	}
+	crmetrics.Registry.Unregister(probe)
+	return false
 }
 
 var metricName = regexp.MustCompile(`\b(signet_[a-z_]+|controller_runtime_[a-z_]+|workqueue_[a-z_]+)\b`)
 
-// TestMetricNames: every metric the alerts and the dashboard query exists.
+// TestMetricNames: every metric the alerts and the dashboard query is
+// registered by the controller, the JWKS server or controller-runtime.
 func TestMetricNames(t *testing.T) {
-	t.Parallel()
 	var exprs []string
 	groups, _, _ := unstructured.NestedSlice(ruleGroups(t), "groups")
 	for _, g := range groups {
@@ -183,7 +194,7 @@ func TestMetricNames(t *testing.T) {
 	}
 	for _, e := range exprs {
 		for _, name := range metricName.FindAllString(e, -1) {
-			if !slices.Contains(knownMetrics, name) {
+			if !exported(name) {
 				t.Errorf("%q queries %s, which no component exports", e, name)
 			}
 		}

@@ -276,7 +276,8 @@ func TestDockerArchive(t *testing.T) {
 		t.Fatalf("%d layers, %d diff_ids", len(m.Layers), len(cf.RootFS.DiffIDs))
 	}
 	for i, name := range m.Layers {
-		l, err := tarball.LayerFromReader(bytes.NewReader(entries[name]))
+		data := entries[name]
+		l, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(data)), nil })
 		if err != nil {
 			t.Fatalf("layer %s: %v", name, err)
 		}
