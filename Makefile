@@ -36,15 +36,18 @@ envtest-assets: ## Build or find kube-apiserver, etcd and kubectl for envtest; p
 ##@ Generated files
 
 .PHONY: manifests
-manifests: $(CONTROLLER_GEN) ## CRDs and RBAC from the markers: the manager's role, and the server-only role (no Secrets); their copies in the chart.
+manifests: $(CONTROLLER_GEN) ## CRDs and RBAC from the markers: the manager's role, the server-only role (no Secrets), the metrics endpoint's reviews; their copies in the chart.
 	$(CONTROLLER_GEN) rbac:roleName=signet-manager-role crd paths="./api/...;./controllers/...;./internal/jwks/..." \
 		output:crd:artifacts:config=config/crd/bases output:rbac:artifacts:config=config/rbac
 	$(CONTROLLER_GEN) rbac:roleName=signet-jwks-server-role paths="./internal/jwks/..." \
 		output:rbac:artifacts:config=config/rbac/jwks-server
+	$(CONTROLLER_GEN) rbac:roleName=signet-metrics-auth-role paths="./cmd/manager/..." \
+		output:rbac:artifacts:config=config/rbac/metrics-auth
 	@# The chart ships the same CRDs, generated roles and alerts (make verify sees stale copies).
 	rm -f charts/signet/crds/*.yaml && cp config/crd/bases/*.yaml charts/signet/crds/
 	cp config/rbac/role.yaml charts/signet/files/rbac/manager-role.yaml
 	cp config/rbac/jwks-server/role.yaml charts/signet/files/rbac/jwks-server-role.yaml
+	cp config/rbac/metrics-auth/role.yaml charts/signet/files/rbac/metrics-auth-role.yaml
 	cp config/prometheus/prometheusrule.yaml config/prometheus/dashboard.json charts/signet/files/prometheus/
 
 .PHONY: generate

@@ -31,6 +31,7 @@ var scenarios = []scenario{
 			"issuerRef": map[string]any{"name": "cluster-ca", "kind": "ClusterIssuer"},
 			"dnsNames":  []any{"signet.internal.example"},
 		}},
+		"metrics":          map[string]any{"certSecret": "signet-metrics-tls"},
 		"serviceMonitor":   map[string]any{"enabled": true, "labels": map[string]any{"release": "prometheus"}},
 		"prometheusRule":   map[string]any{"enabled": true},
 		"grafanaDashboard": map[string]any{"enabled": true},
@@ -137,13 +138,13 @@ func TestRendered(t *testing.T) {
 				"--tls-cert-file=/etc/signet/tls/tls.crt", "--tls-key-file=/etc/signet/tls/tls.key",
 				"--max-cache-age=5m", "--org-binding=namespace-label", "--token-bind-address=:9443",
 				"--token-review-audience=signet", "--system-namespace=signet-system"},
-			absentArgs: []string{"--tenant-selector", "--signing-secret-propagation", "--kube-api-qps", "--kube-api-burst", "--max-concurrent-reconciles", "--watch-namespace"},
+			absentArgs: []string{"--tenant-selector", "--signing-secret-propagation", "--metrics-cert-path", "--kube-api-qps", "--kube-api-burst", "--max-concurrent-reconciles", "--watch-namespace"},
 			objects: []string{"Deployment/signet-controller-manager", "Service/signet-jwks", "Service/signet-metrics",
 				"ServiceAccount/signet-controller-manager", "ServiceAccount/signet-jwks-server"},
 			absent: []string{"Certificate/signet-jwks", "ServiceMonitor/signet-metrics", "PrometheusRule/signet-alerts"},
 		},
 		{scenario: scenarios[1], fullname: "signet",
-			args:    []string{"--public-base-url=https://keys.example.com"},
+			args:    []string{"--metrics-secure=true", "--metrics-cert-path=/etc/signet/metrics-tls", "--public-base-url=https://keys.example.com"},
 			objects: []string{"Certificate/signet-jwks", "ServiceMonitor/signet-metrics", "PrometheusRule/signet-alerts", "ConfigMap/signet-grafana-dashboard"},
 		},
 		{scenario: scenarios[2], fullname: "shard-a-signet",
@@ -157,7 +158,7 @@ func TestRendered(t *testing.T) {
 		{scenario: scenarios[3], fullname: "edge-signet",
 			args: []string{"--leader-elect=false", "--metrics-bind-address=0", "--public-base-url=http://edge-signet-jwks.edge.svc",
 				"--org-binding=none", "--token-bind-address=0", "--watch-namespace=tenant-acme"},
-			absentArgs: []string{"--tls-cert-file", "--tls-key-file", "--metrics-secure"},
+			absentArgs: []string{"--tls-cert-file", "--tls-key-file", "--metrics-secure", "--metrics-cert-path"},
 			absent:     []string{"Service/edge-signet-metrics"},
 		},
 	}
@@ -214,8 +215,12 @@ func TestTLSWiring(t *testing.T) {
 		t.Errorf("dnsNames %q, want %q", names, want)
 	}
 	volumes, _, _ := unstructured.NestedSlice(find(objs, "Deployment", "signet-controller-manager").Object, "spec", "template", "spec", "volumes")
-	if len(volumes) != 1 || volumes[0].(map[string]any)["secret"].(map[string]any)["secretName"] != secret || secret != "signet-jwks-tls" {
-		t.Errorf("volumes %v, want the Certificate's Secret %q", volumes, secret)
+	secrets := map[string]any{}
+	for _, v := range volumes {
+		secrets[v.(map[string]any)["name"].(string)] = v.(map[string]any)["secret"].(map[string]any)["secretName"]
+	}
+	if secret != "signet-jwks-tls" || secrets["tls"] != secret || secrets["metrics-tls"] != "signet-metrics-tls" || len(secrets) != 2 {
+		t.Errorf("volumes %v, want the Certificate's Secret %q and the metrics certificate", volumes, secret)
 	}
 	issuer, _, _ := unstructured.NestedStringMap(cert.Object, "spec", "issuerRef")
 	if issuer["name"] != "cluster-ca" || issuer["kind"] != "ClusterIssuer" {
