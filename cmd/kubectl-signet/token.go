@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"regexp"
 	"strings"
 
 	authenticationv1 "k8s.io/api/authentication/v1"
@@ -21,6 +22,9 @@ import (
 // bearerLifetime is how long the TokenRequest's token lives: long enough
 // for one call, the API server's minimum.
 const bearerLifetime = 600
+
+// compactJWS is header.payload.signature in base64url.
+var compactJWS = regexp.MustCompile(`^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$`)
 
 // tokenRequest is the token API's request body (DESIGN.md "Token API").
 type tokenRequest struct {
@@ -126,6 +130,10 @@ func postToken(ctx context.Context, hc *http.Client, url, bearer string, body to
 	var tr tokenResponse
 	if err := json.Unmarshal(raw, &tr); err != nil || tr.Token == "" {
 		return nil, fmt.Errorf("token API answered 200 without a token (%s)", nicoMessage(raw))
+	}
+	// The token goes to a terminal or a pipe as it is: only a compact JWS.
+	if !compactJWS.MatchString(tr.Token) {
+		return nil, fmt.Errorf("token API answered 200 with a token that is not a compact JWS")
 	}
 	return &tr, nil
 }

@@ -289,3 +289,23 @@ func verify(t *testing.T, raw string, pub *ecdsa.PublicKey) jwt.Claims {
 	}
 	return c
 }
+
+// TestTokenFromHostileServer: a server that answers 200 with something
+// else than a compact JWS gets no byte of it onto the terminal.
+func TestTokenFromHostileServer(t *testing.T) {
+	t.Parallel()
+	ti := tenant(t, "acme-dc1", nil)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(tokenResponse{Token: "a.b.c\x1b]0;owned\x07", KeyID: "k"})
+	}))
+	defer srv.Close()
+	tokenFile := filepath.Join(t.TempDir(), "token")
+	if err := os.WriteFile(tokenFile, []byte("bearer"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r := plugin(t, "token", "-n", ti.Namespace, ti.Name, "--server", srv.URL, "--token-file", tokenFile)
+	if r.code != exitFailed || !strings.Contains(r.stderr, "not a compact JWS") || strings.Contains(r.stdout+r.stderr, "\x1b") {
+		t.Errorf("%s", r)
+	}
+}

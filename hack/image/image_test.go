@@ -233,7 +233,8 @@ func TestRunsHelp(t *testing.T) {
 	for _, name := range []string{
 		"kubeconfig", "metrics-bind-address", "health-probe-bind-address", "leader-elect",
 		"jwks-bind-address", "public-base-url", "tls-cert-file", "tls-key-file", "max-cache-age",
-		"org-binding", "controllers", "jwks-server", "watch-namespace",
+		"org-binding", "controllers", "jwks-server", "watch-namespace", "metrics-secure",
+		"kube-api-qps", "kube-api-burst", "max-concurrent-reconciles", "tenant-selector",
 	} {
 		if !bytes.Contains(out, []byte("  -"+name+" ")) && !bytes.Contains(out, []byte("  -"+name+"\n")) {
 			t.Errorf("manager --help does not list -%s:\n%s", name, out)
