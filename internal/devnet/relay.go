@@ -43,6 +43,13 @@ func (r *Relay) SetBackend(addr string) {
 	r.backend = addr
 }
 
+// Backend is where new connections go now, "" for nowhere.
+func (r *Relay) Backend() string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.backend
+}
+
 // Close stops listening and closes every relayed connection.
 func (r *Relay) Close() error {
 	r.mu.Lock()

@@ -64,11 +64,7 @@ func (m *managerProc) start() error {
 	if err != nil {
 		return err
 	}
-	addrs := &devnet.Addrs{OnReport: func(name, addr string) {
-		if name == "jwks" {
-			m.front.SetBackend(addr)
-		}
-	}}
+	addrs := &devnet.Addrs{}
 	out := addrs.Tee(f)
 	cmd := exec.Command(m.bin, m.args...)
 	cmd.Stdout, cmd.Stderr = out, out
@@ -79,6 +75,7 @@ func (m *managerProc) start() error {
 	m.cmd, m.addrs, m.done, m.waitErr = cmd, addrs, make(chan struct{}), nil
 	m.logFile = append(m.logFile, path)
 	done := m.done
+	go m.routeWhenReady(addrs, done)
 	go func() {
 		err := cmd.Wait()
 		// Its port is free now: nothing may reach whoever takes it next.
@@ -90,6 +87,45 @@ func (m *managerProc) start() error {
 		close(done)
 	}()
 	return nil
+}
+
+// routeWhenReady points the relay at this run's JWKS server once its
+// /readyz answers 200, as a Service routes only to ready endpoints: until
+// its cache has synced a starting server answers 503, which no verifier
+// behind a Service ever sees.
+func (m *managerProc) routeWhenReady(addrs *devnet.Addrs, done <-chan struct{}) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		select {
+		case <-done:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	jwks, err := addrs.Wait(ctx, "jwks", done)
+	if err != nil {
+		return
+	}
+	probe, err := addrs.Wait(ctx, "health probe", done)
+	if err != nil {
+		return
+	}
+	c := &http.Client{Timeout: 2 * time.Second}
+	for {
+		if resp, err := c.Get("http://" + probe + "/readyz"); err == nil {
+			_ = resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				m.front.SetBackend(jwks)
+				return
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
 }
 
 // addr waits for the current run to report the address of its listener
@@ -111,9 +147,9 @@ func (m *managerProc) waitReady(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	jwks := ""
 	if !slices.Contains(m.args, "--jwks-server=false") {
-		// Its relay has a backend once it has reported.
-		if _, err := m.addr(ctx, "jwks"); err != nil {
+		if jwks, err = m.addr(ctx, "jwks"); err != nil {
 			return err
 		}
 	}
@@ -125,7 +161,8 @@ func (m *managerProc) waitReady(ctx context.Context) error {
 		resp, err := c.Get("http://" + probe + "/readyz")
 		if err == nil {
 			_ = resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
+			// Ready, and its relay routes to it (routeWhenReady).
+			if resp.StatusCode == http.StatusOK && m.front.Backend() == jwks {
 				return nil
 			}
 		}
