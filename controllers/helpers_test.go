@@ -30,6 +30,7 @@ import (
 	identityv1alpha1 "github.com/signet-dev/signet/api/v1alpha1"
 	"github.com/signet-dev/signet/internal/keys"
 	"github.com/signet-dev/signet/internal/rotation"
+	"github.com/signet-dev/signet/internal/rotation/rotationtest"
 	"github.com/signet-dev/signet/internal/tenancy"
 	"github.com/signet-dev/signet/internal/testenv"
 )
@@ -495,7 +496,6 @@ func (h *harness) deleteKeySecret(kid string) {
 	if !ok {
 		h.t.Fatalf("no key Secret for %s", kid)
 	}
-	h.inv.lost[kid] = true
 	h.edit(func() error { return h.c.Delete(h.ctx, &s.secret) })
 }
 
@@ -687,134 +687,51 @@ const (
 	byHand                            // the test edited something: not the controller's doing
 )
 
-// invariants follows what is stored over time and checks the design's
-// invariants on it:
-//  1. the signing Secret's key is published (unless it is revoked: a
-//     revoked key leaves the documents at once);
-//  2. a key becomes the signing key only once published for prePublish,
-//     except the first key and the successor of a revoked or lost key;
-//  3. a key leaves the documents only overlap after it stopped signing,
-//     revocation aside;
-//
-// and that no key Secret disappears before its removal time unless revoked
-// or deleted by hand, and that after a completed reconcile exactly one key
-// is recorded Active, signs, is published and is in the status.
+// invariants checks the lifecycle invariants with rotationtest's checker
+// on every snapshot the harness takes, and what a completed reconcile must
+// leave in this controller's objects: exactly one key recorded Active,
+// signing, published and in the status.
 type invariants struct {
 	t                   testing.TB
-	prePublish, overlap time.Duration
-
-	publishedSince map[string]time.Time
-	stoppedSigning map[string]time.Time
-	signing        string
-	lost           map[string]bool // key Secrets deleted by hand
-	seen           map[string]rotation.Key
-	// activations are the signing keys in order, with when they started.
-	activations []activation
-}
-
-type activation struct {
-	kid string
-	at  time.Time
+	prePublish, overlap time.Duration // overlap includes the signing propagation, if any
+	check               *rotationtest.Checker
 }
 
 func newInvariants(t testing.TB, prePublish, overlap time.Duration) *invariants {
-	return &invariants{
-		t: t, prePublish: prePublish, overlap: overlap,
-		publishedSince: map[string]time.Time{},
-		stoppedSigning: map[string]time.Time{},
-		lost:           map[string]bool{},
-		seen:           map[string]rotation.Key{},
-	}
+	return &invariants{t: t, prePublish: prePublish, overlap: overlap, check: rotationtest.New(t0)}
+}
+
+var checkerKinds = map[observation]rotationtest.Kind{
+	afterReconcile: rotationtest.Reconciled,
+	afterFault:     rotationtest.Partial,
+	byHand:         rotationtest.ByHand, // a key Secret gone then was deleted by hand
 }
 
 func (v *invariants) observe(now time.Time, s *snapshot, kind observation) {
 	t := v.t
 	t.Helper()
 	at := fmt.Sprintf("t0+%s", now.Sub(t0))
-	revoked := map[string]bool{}
-	for _, kid := range s.ti.Spec.RevokedKeyIDs {
-		revoked[kid] = true
+	o := rotationtest.Observation{
+		At: now, Kind: checkerKinds[kind], PrePublish: v.prePublish, Overlap: v.overlap,
+		Suspended: s.ti.Spec.Suspend, Revoked: s.ti.Spec.RevokedKeyIDs,
+		Published: kidsOfConfigMap(s.cm), Signing: s.signingKID(),
 	}
-	published := map[string]bool{}
-	for _, kid := range kidsOfConfigMap(s.cm) {
-		published[kid] = true
-		if _, ok := v.publishedSince[kid]; !ok {
-			v.publishedSince[kid] = now
-		}
+	for _, k := range s.keys {
+		o.Records = append(o.Records, k.rec)
 	}
-	checked := kind != byHand
+	for _, violation := range v.check.Observe(o) {
+		t.Errorf("%s: %s", at, violation)
+	}
 	signing := s.signingKID()
-
-	// 1: what signs is published.
-	if checked && signing != "" && !published[signing] && !revoked[signing] {
-		t.Errorf("%s: invariant 1: signing key %s is not in the ConfigMap %q", at, signing, s.published())
-	}
-
-	// 2: a new signing key was published prePublish before.
-	if checked && signing != "" && signing != v.signing {
-		prev := v.signing
-		exempt := prev == "" || revoked[prev] || v.lost[prev]
-		since, ok := v.publishedSince[signing]
-		if !exempt && (!ok || now.Sub(since) < v.prePublish) {
-			t.Errorf("%s: invariant 2: %s signs after %s of publication (published since t0+%s), want >= %s",
-				at, signing, now.Sub(since), since.Sub(t0), v.prePublish)
-		}
-		if prev != "" {
-			v.stoppedSigning[prev] = now
-		}
-		v.signing = signing
-		v.activations = append(v.activations, activation{signing, now})
-	}
-
-	// 3: a key leaves the documents only overlap after it stopped signing.
-	for kid := range v.publishedSince {
-		if published[kid] {
-			continue
-		}
-		delete(v.publishedSince, kid)
-		if !checked || revoked[kid] {
-			continue
-		}
-		if stopped, ok := v.stoppedSigning[kid]; ok && now.Sub(stopped) < v.overlap {
-			t.Errorf("%s: invariant 3: %s left the documents %s after it stopped signing, want >= %s",
-				at, kid, now.Sub(stopped), v.overlap)
-		}
-	}
-
-	// No key Secret disappears before its time.
-	for kid, old := range v.seen {
-		if _, ok := s.keys[kid]; ok {
-			continue
-		}
-		delete(v.seen, kid)
-		if v.lost[kid] || !checked {
-			continue
-		}
-		// A key is destroyed only once it is unpublished: a write that
-		// fails before the ConfigMap's must not leave a published kid
-		// without its key (revocation included).
-		if published[kid] {
-			t.Errorf("%s: key %s destroyed while still published", at, kid)
-		}
-		if revoked[kid] {
-			continue
-		}
-		if old.State == rotation.Retired && !old.RemovesAt.IsZero() && !now.Before(old.RemovesAt) {
-			continue
-		}
-		t.Errorf("%s: key %s lost: its Secret is gone, last recorded %s (removes at %s)", at, kid, old.State, old.RemovesAt)
-	}
-	for kid, k := range s.keys {
-		v.seen[kid] = k.rec
+	published := map[string]bool{}
+	for _, kid := range o.Published {
+		published[kid] = true
 	}
 
 	if kind != afterReconcile {
 		return
 	}
 	actives := s.inState(rotation.Active)
-	if len(actives) > 1 {
-		t.Errorf("%s: %d keys recorded Active: %q", at, len(actives), actives)
-	}
 	ready := s.condition(identityv1alpha1.ConditionReady)
 	if ready == nil || ready.Reason != identityv1alpha1.ReasonKeysPublished {
 		return // suspended or refused: checked by the tests themselves

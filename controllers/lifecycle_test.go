@@ -366,8 +366,8 @@ func TestScheduledRotations(t *testing.T) {
 	// The activations happened when the policy says, and each key was
 	// published for prePublish first (the first key aside).
 	var got []string
-	for _, a := range h.inv.activations {
-		got = append(got, names.byKID[a.kid]+"@"+a.at.Sub(t0).String())
+	for _, a := range h.inv.check.Activations() {
+		got = append(got, names.byKID[a.KID]+"@"+a.At.Sub(t0).String())
 	}
 	if want := []string{"A@0s", "B@10m0s", "C@20m0s"}; !slices.Equal(got, want) {
 		t.Errorf("signing keys %q, want %q", got, want)

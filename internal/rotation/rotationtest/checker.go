@@ -15,8 +15,8 @@
 //  3. a key leaves the documents only Overlap after it stopped signing,
 //     revocation aside;
 //  5. no stored key is lost (a record disappears only when it was revoked or
-//     was Retired and past its RemovesAt), and a completed reconcile never
-//     leaves two Active records.
+//     was Retired and past its RemovesAt, and only once it is unpublished),
+//     and a completed reconcile never leaves two Active records.
 //
 // (Invariant 4, no private key material outside Secrets, is not about the
 // lifecycle; it is checked where material could leak.)
@@ -233,6 +233,11 @@ func (j *judgment) records() {
 		switch {
 		case o.Kind == ByHand:
 			c.lost[kid] = true
+		case j.published(kid) && !c.lost[kid]:
+			// A key is destroyed only once unpublished (revocation
+			// included): a write that fails before the documents' must not
+			// leave a published kid without its key.
+			j.report(5, kid, "key %s destroyed while still published", kid)
 		case j.revoked(kid) || c.lost[kid]:
 		case old.state == rotation.Retired && !old.removesAt.IsZero() && !o.At.Before(old.removesAt):
 			j.count(&c.counts.Removed)

@@ -92,8 +92,10 @@ func TestChecker(t *testing.T) {
 			history: []Observation{
 				healthy[0], healthy[1], healthy[2], // a crash leaves N recorded Active, A signing
 				revoking(obs(21, ByHand, "A,N", "A", active("A"), active("N")), "N"),
-				revoking(obs(21, Partial, "A,N", "A", retired("A", 51), active("M")), "N"),
-				revoking(obs(21, Partial, "M,A", "A", retired("A", 51), active("M")), "N"),
+				// In the write order: records, documents, signing Secret, deletions.
+				revoking(obs(21, Partial, "A,N", "A", retired("A", 51), active("M"), active("N")), "N"),
+				revoking(obs(21, Partial, "M,A", "A", retired("A", 51), active("M"), active("N")), "N"),
+				revoking(obs(21, Partial, "M,A", "M", retired("A", 51), active("M"), active("N")), "N"),
 				revoking(obs(21, Reconciled, "M,A", "M", retired("A", 51), active("M")), "N"),
 			},
 		},
@@ -213,6 +215,16 @@ func TestChecker(t *testing.T) {
 			name: "invariant 5: a Retired record disappears before its RemovesAt",
 			history: slices.Concat(healthy[:6], []Observation{
 				obs(49, Partial, "N,A", "N", active("N")),
+			}),
+			want: []string{"6: invariant 5 A"},
+		},
+		{
+			// Past its RemovesAt, yet still in the documents: the deletion
+			// came before the documents' write (a failed write there would
+			// leave a published kid without its key).
+			name: "invariant 5: a Retired record removed while still published",
+			history: slices.Concat(healthy[:6], []Observation{
+				obs(51, Partial, "N,A", "N", active("N")),
 			}),
 			want: []string{"6: invariant 5 A"},
 		},
