@@ -15,6 +15,8 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+
+	"github.com/signet-dev/signet/internal/token"
 )
 
 // options are the manager's flags; DESIGN.md fixes their names and defaults.
@@ -33,6 +35,8 @@ type options struct {
 	jwksServer       bool
 	watchNamespace   string
 	leaderElectionID string
+	tokenAddr        string
+	tokenAudience    string
 }
 
 func parseFlags(args []string) (options, *zap.Options, error) {
@@ -52,6 +56,8 @@ func parseFlags(args []string) (options, *zap.Options, error) {
 	fs.BoolVar(&o.jwksServer, "jwks-server", true, "Run the JWKS server.")
 	fs.StringVar(&o.watchNamespace, "watch-namespace", "", "Only watch this namespace; all when empty.")
 	fs.StringVar(&o.leaderElectionID, "leader-election-id", "signet.identity.signet.dev", "Name of the leader election lease.")
+	fs.StringVar(&o.tokenAddr, "token-bind-address", token.DefaultBindAddress, "Address of the token API (replicas running the controllers and the JWKS server); 0 turns it off. Plain HTTP only on a loopback address.")
+	fs.StringVar(&o.tokenAudience, "token-review-audience", token.DefaultReviewAudience, "Audience a caller's service account token must have for the token API.")
 	zapOpts := &zap.Options{}
 	zapOpts.BindFlags(fs)
 	if err := fs.Parse(args); err != nil {
@@ -74,6 +80,9 @@ func (o options) validate() error {
 	}
 	if o.maxCacheAge < 0 {
 		return fmt.Errorf("--max-cache-age must not be negative")
+	}
+	if o.tokenAudience == "" {
+		return fmt.Errorf("--token-review-audience must not be empty")
 	}
 	if !o.controllers && !o.jwksServer {
 		return fmt.Errorf("--controllers=false and --jwks-server=false leave nothing to run")

@@ -21,6 +21,7 @@ func TestFlagsDefaultsFollowDesign(t *testing.T) {
 		publicBaseURL: "https://signet-jwks.signet-system.svc", maxCacheAge: 5 * time.Minute,
 		orgBinding: "namespace-label", controllers: true, jwksServer: true,
 		leaderElectionID: "signet.identity.signet.dev",
+		tokenAddr:        ":9443", tokenAudience: "signet",
 	}
 	if o != want {
 		t.Fatalf("defaults\n got %+v\nwant %+v", o, want)
@@ -36,6 +37,7 @@ func TestFlagsRefuseNonsense(t *testing.T) {
 		{[]string{"--tls-cert-file=/x.crt"}, "--tls-cert-file and --tls-key-file go together"},
 		{[]string{"--max-cache-age=-1s"}, "--max-cache-age must not be negative"},
 		{[]string{"--controllers=false", "--jwks-server=false"}, "nothing to run"},
+		{[]string{"--token-review-audience="}, "--token-review-audience must not be empty"},
 		{[]string{"--no-such-flag"}, "flag provided but not defined"},
 	}
 	for _, tc := range cases {

@@ -21,6 +21,7 @@ import (
 	"github.com/signet-dev/signet/controllers"
 	"github.com/signet-dev/signet/internal/jwks"
 	"github.com/signet-dev/signet/internal/keys"
+	"github.com/signet-dev/signet/internal/token"
 )
 
 // newManager builds the manager with the controller and the server as the
@@ -70,6 +71,9 @@ func newManager(ctx context.Context, cfg *rest.Config, o options) (manager.Manag
 		if err := mgr.AddReadyzCheck("jwks-synced", srv.ReadyCheck()); err != nil {
 			return nil, err
 		}
+		if err := addTokenAPI(mgr, srv, o); err != nil {
+			return nil, err
+		}
 	} else if err := mgr.AddReadyzCheck("readyz", healthz.Ping); err != nil {
 		return nil, err
 	}
@@ -95,4 +99,22 @@ func cacheOptions(o options) cache.Options {
 		opts.DefaultNamespaces = map[string]cache.Config{o.watchNamespace: {}}
 	}
 	return opts
+}
+
+// addTokenAPI runs the token API where it can work: beside the controller
+// (it reads key Secrets, which a server-only replica's RBAC forbids) and
+// the JWKS server (it signs only what the server publishes).
+func addTokenAPI(mgr manager.Manager, srv *jwks.Server, o options) error {
+	if !o.controllers || o.tokenAddr == "0" {
+		return nil
+	}
+	if _, err := token.Add(mgr, srv, token.Options{
+		BindAddress:    o.tokenAddr,
+		TLSCertFile:    o.tlsCertFile,
+		TLSKeyFile:     o.tlsKeyFile,
+		ReviewAudience: o.tokenAudience,
+	}); err != nil {
+		return fmt.Errorf("set up token API: %w", err)
+	}
+	return nil
 }

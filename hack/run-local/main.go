@@ -24,6 +24,8 @@ var (
 	jwksAddr    = env("SIGNET_JWKS_ADDR", "127.0.0.1:8443")
 	metricsAddr = env("SIGNET_METRICS_ADDR", "127.0.0.1:8080")
 	probeAddr   = env("SIGNET_PROBE_ADDR", "127.0.0.1:8081")
+	// The token API serves plain HTTP here, so only on loopback.
+	tokenAddr = env("SIGNET_TOKEN_ADDR", "127.0.0.1:9443")
 	// runDir holds the kubeconfig and the manager binary.
 	runDir = env("SIGNET_RUN_DIR", "bin")
 )
@@ -129,7 +131,7 @@ func buildManager() (string, error) {
 
 // runManager runs the manager until ctx ends, then stops it gracefully.
 func runManager(ctx context.Context, manager, kubeconfig, publicBaseURL string, local bool) error {
-	args := []string{"--kubeconfig", kubeconfig, "--public-base-url", publicBaseURL}
+	args := []string{"--kubeconfig", kubeconfig, "--public-base-url", publicBaseURL, "--token-bind-address", tokenAddr}
 	if local {
 		args = append(args, "--jwks-bind-address", jwksAddr, "--metrics-bind-address", metricsAddr,
 			"--health-probe-bind-address", probeAddr)
@@ -149,7 +151,8 @@ func runManager(ctx context.Context, manager, kubeconfig, publicBaseURL string, 
 		}
 		fmt.Printf("\nsignet is running on an embedded control plane.\n"+
 			"  kubeconfig: %s\n  try:        kubectl --kubeconfig %s get tid -A\n  JWKS URL:   %s\n"+
-			"Press Ctrl-C to stop everything.\n\n", kubeconfig, kubeconfig, url)
+			"  token API:  POST http://%s/v2/org/%s/nico/site/%s/token (see README, Getting a token)\n"+
+			"Press Ctrl-C to stop everything.\n\n", kubeconfig, kubeconfig, url, tokenAddr, sampleOrg, sampleSite)
 	}
 	select {
 	case err := <-done:

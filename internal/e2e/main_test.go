@@ -211,6 +211,7 @@ subjects: [{apiGroup: rbac.authorization.k8s.io, kind: User, name: ` + serverUse
 		"--public-base-url", s.publicBaseURL,
 		"--tls-cert-file", certFile, "--tls-key-file", keyFile,
 		"--max-cache-age", maxCacheAge.String(),
+		"--token-bind-address", "127.0.0.1:0", // it logs the port it bound
 	); err != nil {
 		return stop, err
 	}

@@ -48,6 +48,7 @@ func TestMakeRun(t *testing.T) {
 		"SIGNET_JWKS_ADDR":    jwksAddr,
 		"SIGNET_METRICS_ADDR": metricsAddr,
 		"SIGNET_PROBE_ADDR":   probeAddr,
+		"SIGNET_TOKEN_ADDR":   "127.0.0.1:0", // any free port: this test does not call it
 		"KUBEBUILDER_ASSETS":  os.Getenv("KUBEBUILDER_ASSETS"),
 	})
 	logPath := filepath.Join(s.dir, "run-local.log")
