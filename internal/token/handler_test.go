@@ -50,7 +50,10 @@ func TestStatusCodes(t *testing.T) {
 		{"401 expired token", func(f *fixture) req {
 			return req{http.MethodPost, testPath, f.serviceAccountToken(testNS, testSA, -time.Second), ""}
 		}, 401, errUnauthenticated, nil},
-		{"401 wrong token audience", func(f *fixture) req { f.tokens.audiences = []string{"https://kubernetes.default.svc"}; return post(f, "") },
+		{"401 wrong token audience", func(f *fixture) req {
+			f.tokens.audiences = []string{"https://kubernetes.default.svc"}
+			return post(f, "")
+		},
 			401, errUnauthenticated, nil},
 		{"503 TokenReview fails", func(f *fixture) req { f.tokens.err = errors.New("connection refused"); return post(f, "") },
 			503, errReviewUnavailable, map[string]string{"Retry-After": "1"}},
@@ -429,7 +432,9 @@ func TestKeySecretChecks(t *testing.T) {
 		{"holds an RSA key for ES256", func(s *corev1.Secret) { s.Data[dataKeyPEM] = rsa.PrivatePEM }, "needs an EC"},
 		{"algorithm annotation wrong", func(s *corev1.Secret) { s.Annotations[v1alpha1.AnnotationAlgorithm] = "RS256" }, "needs an RSA"},
 		{"no algorithm annotation", func(s *corev1.Secret) { delete(s.Annotations, v1alpha1.AnnotationAlgorithm) }, "unsupported algorithm"},
-		{"key.pem garbage", func(s *corev1.Secret) { s.Data[dataKeyPEM] = []byte("-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n") }, "PKCS#8"},
+		{"key.pem garbage", func(s *corev1.Secret) {
+			s.Data[dataKeyPEM] = []byte("-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n")
+		}, "PKCS#8"},
 		{"no key.pem", func(s *corev1.Secret) { delete(s.Data, dataKeyPEM) }, "private key"},
 	}
 	for _, tc := range cases {

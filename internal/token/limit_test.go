@@ -36,7 +36,7 @@ func TestBuckets(t *testing.T) {
 }
 
 func TestBucketsOffAndBounded(t *testing.T) {
-	var off *buckets = newBuckets(0, 10)
+	off := newBuckets(0, 10)
 	for range 1000 {
 		if _, ok := off.take("x", time.Unix(0, 0)); !ok {
 			t.Fatal("a rate of 0 limits")
