@@ -330,8 +330,8 @@ func TestKeySwitch(t *testing.T) {
 	if res.KeyID != second.KID {
 		t.Fatalf("after activation: kid %s, want %s", res.KeyID, second.KID)
 	}
-	if k := f.h.keys.held[tenantKey{testOrg, testSite}]; k == nil || k.kid != second.KID || f.h.keys.heldCount() != 1 {
-		t.Errorf("held keys after the switch: %d (%v)", f.h.keys.heldCount(), k)
+	if kid := heldKID(f.h.keys, tenantKey{testOrg, testSite}); kid != second.KID || f.h.keys.heldCount() != 1 {
+		t.Errorf("held keys after the switch: %d (%q)", f.h.keys.heldCount(), kid)
 	}
 
 	// Revoked: the documents drop it and list another key first; the
