@@ -141,4 +141,3 @@ func (s storedObject) Get(_ context.Context, key client.ObjectKey, obj client.Ob
 func (storedObject) List(context.Context, client.ObjectList, ...client.ListOption) error {
 	return runtime.NewMissingKindErr("list")
 }
-
