@@ -18,12 +18,6 @@ func tenant(ns, name string, created time.Time) identityv1alpha1.TenantIdentity 
 	}
 }
 
-func deleting(ti identityv1alpha1.TenantIdentity) identityv1alpha1.TenantIdentity {
-	now := metav1.NewTime(t0)
-	ti.DeletionTimestamp = &now
-	return ti
-}
-
 func TestOrgBindingRefusal(t *testing.T) {
 	ti := tenant("tenant-acme", "dc1", t0)
 	cases := []struct {
@@ -64,25 +58,26 @@ func TestOrgBindingRefusal(t *testing.T) {
 	}
 }
 
+// Who owns an org/site is tenancy.Owner's decision (tested there); the
+// refusal only names the owner.
 func TestConflictRefusal(t *testing.T) {
 	me := tenant("ns-m", "me", t0.Add(time.Second))
+	me.UID = "uid-me"
+	other := tenant("ns-z", "z", t0)
+	other.UID = "uid-z"
+	stale := me // a copy of myself, as a cache may hold it
 	cases := []struct {
 		name      string
-		claimants []identityv1alpha1.TenantIdentity
-		refusedBy string // namespace/name of the winner, "" when not refused
+		owner     *identityv1alpha1.TenantIdentity
+		refusedBy string // namespace/name of the owner, "" when not refused
 	}{
-		{"alone", nil, ""},
-		{"only younger rivals", []identityv1alpha1.TenantIdentity{tenant("ns-a", "a", t0.Add(time.Minute))}, ""},
-		{"an older rival", []identityv1alpha1.TenantIdentity{tenant("ns-z", "z", t0)}, "ns-z/z"},
-		{"an older rival being deleted", []identityv1alpha1.TenantIdentity{deleting(tenant("ns-z", "z", t0))}, ""},
-		{"same age, rival's namespace first", []identityv1alpha1.TenantIdentity{tenant("ns-a", "zz", t0.Add(time.Second))}, "ns-a/zz"},
-		{"same age, my namespace first", []identityv1alpha1.TenantIdentity{tenant("ns-z", "a", t0.Add(time.Second))}, ""},
-		{"same age and namespace, rival's name first", []identityv1alpha1.TenantIdentity{tenant("ns-m", "aa", t0.Add(time.Second))}, "ns-m/aa"},
-		{"a stale copy of myself among the claimants", []identityv1alpha1.TenantIdentity{me}, ""},
+		{"no owner (none bound)", nil, ""},
+		{"I own it", &stale, ""},
+		{"another owns it", &other, "ns-z/z"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			r := conflictRefusal(&me, tc.claimants)
+			r := conflictRefusal(&me, tc.owner)
 			if tc.refusedBy == "" {
 				if r != nil {
 					t.Errorf("refused: %+v", r)
@@ -103,10 +98,12 @@ func TestConflictRefusal(t *testing.T) {
 func TestPolicyFromSpec(t *testing.T) {
 	size := int32(3072)
 	cases := []struct {
-		name    string
-		spec    identityv1alpha1.KeyPolicy
-		want    rotation.Policy
-		wantErr string // a fragment of the error, "" for none
+		name            string
+		spec            identityv1alpha1.KeyPolicy
+		propagation     time.Duration
+		noSigningSecret bool
+		want            rotation.Policy
+		wantErr         string // a fragment of the error, "" for none
 	}{
 		{name: "defaults", spec: identityv1alpha1.KeyPolicy{},
 			want: rotation.Policy{Algorithm: "ES256", RSAKeySize: 2048, RotationPeriod: 720 * time.Hour, PrePublish: time.Hour, Overlap: 24 * time.Hour, TokenTTL: time.Hour}},
@@ -123,10 +120,25 @@ func TestPolicyFromSpec(t *testing.T) {
 		{name: "overlap shorter than tokenTTL", spec: identityv1alpha1.KeyPolicy{Overlap: "30m", TokenTTL: "1h"}, wantErr: "keys.overlap 30m0s is shorter than keys.tokenTTL 1h0m0s"},
 		{name: "period equal to prePublish", spec: identityv1alpha1.KeyPolicy{RotationPeriod: "1h", PrePublish: "1h"}, wantErr: "keys.rotationPeriod 1h0m0s is not longer than keys.prePublish 1h0m0s"},
 		{name: "period shorter than prePublish", spec: identityv1alpha1.KeyPolicy{RotationPeriod: "10m", PrePublish: "1h"}, wantErr: "not longer than keys.prePublish"},
+		{name: "10 keys at once", spec: identityv1alpha1.KeyPolicy{RotationPeriod: "1h", PrePublish: "10m", Overlap: "8h"},
+			want: rotation.Policy{Algorithm: "ES256", RSAKeySize: 2048, RotationPeriod: time.Hour, PrePublish: 10 * time.Minute, Overlap: 8 * time.Hour, TokenTTL: time.Hour}},
+		{name: "more than 10 keys at once (an object stored before the CRD rule)", spec: identityv1alpha1.KeyPolicy{RotationPeriod: "2s", PrePublish: "1s", Overlap: "720h"},
+			wantErr: "holds 1296002 keys at once, more than the 10 allowed"},
+		{name: "the signing propagation counts in the retention", spec: identityv1alpha1.KeyPolicy{RotationPeriod: "10m", PrePublish: "1m", Overlap: "30m", TokenTTL: "10m"}, propagation: 2 * time.Minute,
+			want: rotation.Policy{Algorithm: "ES256", RSAKeySize: 2048, RotationPeriod: 10 * time.Minute, PrePublish: time.Minute, Overlap: 30 * time.Minute, TokenTTL: 10 * time.Minute, SigningPropagation: 2 * time.Minute}},
+		{name: "the signing propagation pushes an admitted policy past 10 keys", spec: identityv1alpha1.KeyPolicy{RotationPeriod: "1h", PrePublish: "10m", Overlap: "8h", TokenTTL: "1h"}, propagation: 2 * time.Minute,
+			wantErr: "that holds 11 keys at once, more than the 10 allowed"},
+		{name: "no signing Secret: no propagation", spec: identityv1alpha1.KeyPolicy{RotationPeriod: "1h", PrePublish: "10m", Overlap: "8h"}, propagation: 2 * time.Minute, noSigningSecret: true,
+			want: rotation.Policy{Algorithm: "ES256", RSAKeySize: 2048, RotationPeriod: time.Hour, PrePublish: 10 * time.Minute, Overlap: 8 * time.Hour, TokenTTL: time.Hour}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			got, err := policyFromSpec(tc.spec)
+			spec := identityv1alpha1.TenantIdentitySpec{Keys: tc.spec}
+			if tc.noSigningSecret {
+				disabled := false
+				spec.SigningSecret.Enabled = &disabled
+			}
+			got, err := policyFromSpec(spec, tc.propagation)
 			if tc.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
 					t.Errorf("error %v, want one containing %q", err, tc.wantErr)

@@ -45,7 +45,10 @@ const (
 	tokenTTL   = time.Minute
 
 	publicBaseURL = "https://signet.test"
-	tiName        = "acme-dc1"
+	// systemNamespace is signet's own, where the claim records live
+	// (TestMain creates it).
+	systemNamespace = "signet-system"
+	tiName          = "acme-dc1"
 )
 
 func shortPolicy() identityv1alpha1.KeyPolicy {
@@ -370,8 +373,8 @@ func newHarnessIn(t *testing.T, ns string) *harness {
 
 func (h *harness) reconciler(c client.Client) *TenantIdentityReconciler {
 	return &TenantIdentityReconciler{
-		Client: c, Scheme: testenv.Scheme(), Clock: h.clk, Recorder: h.events,
-		PublicBaseURL: publicBaseURL, OrgBinding: true, Generate: keys.Generate,
+		Client: c, Clock: h.clk, Recorder: h.events,
+		PublicBaseURL: publicBaseURL, OrgBinding: true, SystemNamespace: systemNamespace, Generate: keys.Generate,
 	}
 }
 

@@ -1,11 +1,14 @@
 package controllers
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"testing"
 
 	"github.com/go-logr/logr/funcr"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 
 	"github.com/signet-dev/signet/internal/testenv"
@@ -27,6 +30,10 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	env = e
+	if err := e.Client.Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: systemNamespace}}); err != nil {
+		fmt.Fprintln(os.Stderr, "create the system namespace:", err)
+		os.Exit(1)
+	}
 	code := m.Run()
 	stopShared()
 	if err := e.Stop(); err != nil {

@@ -14,13 +14,12 @@ import (
 	"k8s.io/utils/clock"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/config"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	identityv1alpha1 "github.com/signet-dev/signet/api/v1alpha1"
-	"github.com/signet-dev/signet/internal/jwks"
+	"github.com/signet-dev/signet/internal/cacheopts"
 	"github.com/signet-dev/signet/internal/testenv"
 )
 
@@ -53,19 +52,17 @@ func TestManager(t *testing.T) {
 		HealthProbeBindAddress: "0",
 		Controller:             config.Controller{SkipNameValidation: ptr.To(true)},
 		// Only this test's namespace: the other tests' objects stay out.
-		// Secrets and ConfigMaps selected by label, as cmd/manager does.
-		Cache: cache.Options{DefaultNamespaces: map[string]cache.Config{ns: {}}, ByObject: map[client.Object]cache.ByObject{
-			&corev1.Secret{}:    SecretCacheOptions(),
-			&corev1.ConfigMap{}: jwks.ConfigMapCacheOptions(),
-		}},
+		// The cache as cmd/manager configures it.
+		Cache:  cacheopts.Options(cacheopts.Config{WatchNamespace: ns, SystemNamespace: systemNamespace}),
+		Client: client.Options{Cache: &client.CacheOptions{DisableFor: []client.Object{&corev1.Secret{}}}},
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	r := &TenantIdentityReconciler{
-		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Scheme: mgr.GetScheme(), Clock: clock.RealClock{},
-		Recorder: mgr.GetEventRecorder("signet"), PublicBaseURL: publicBaseURL, OrgBinding: true,
+		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Clock: clock.RealClock{},
+		Recorder: mgr.GetEventRecorder("signet"), PublicBaseURL: publicBaseURL, OrgBinding: true, SystemNamespace: systemNamespace,
 	}
 	if err := r.SetupWithManager(ctx, mgr); err != nil {
 		t.Fatal(err)

@@ -2,79 +2,114 @@ package controllers
 
 import (
 	"sync"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	identityv1alpha1 "github.com/signet-dev/signet/api/v1alpha1"
-	"github.com/signet-dev/signet/internal/rotation"
 )
 
-// Metrics are aggregated over tenants: one series per state or event, not
+// Metrics are aggregated over tenants: one series per state or reason, not
 // per TenantIdentity, so 10,000 tenants cost no more series than one.
 var (
-	keysByState = prometheus.NewGaugeVec(prometheus.GaugeOpts{
-		Name: "signet_keys",
-		Help: "Keys stored or published, by state, over all TenantIdentities.",
-	}, []string{"state"})
 	keyEvents = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "signet_key_events_total",
 		Help: "Key lifecycle events by reason (KeyActivated counts rotations, KeyRevoked revocations).",
 	}, []string{"reason"})
-	rotations = prometheus.NewCounter(prometheus.CounterOpts{
-		Name: "signet_rotations_total",
-		Help: "Keys activated to replace another key.",
-	})
-	revocations = prometheus.NewCounter(prometheus.CounterOpts{
-		Name: "signet_revocations_total",
-		Help: "Keys revoked.",
-	})
+	reconcileErrors = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "signet_reconcile_errors_total",
+		Help: "Reconciles that could not carry out their plan, by reason (ApplyFailed: a write the API server refused).",
+	}, []string{"reason"})
 )
 
 func init() {
-	metrics.Registry.MustRegister(keysByState, keyEvents, rotations, revocations)
+	metrics.Registry.MustRegister(keyEvents, reconcileErrors, tenants)
 }
 
-// keyCounts remembers each tenant's keys by state, so the gauges are sums
-// kept up to date by difference.
-var keyCounts = struct {
-	sync.Mutex
-	byTenant map[types.NamespacedName]map[string]int
-}{byTenant: map[types.NamespacedName]map[string]int{}}
+// tenants keeps, per TenantIdentity, what the gauges count: its keys by
+// state, whether it is Ready, and when its rotation is due. The gauges are
+// computed at scrape time, so a rotation that stalls (a controller stuck,
+// a key that never activates) shows as overdue even when no reconcile
+// runs any more.
+var tenants = &tenantCollector{
+	byTenant: map[types.NamespacedName]tenantState{},
+	keys:     prometheus.NewDesc("signet_keys", "Keys stored or published, by state, over all TenantIdentities.", []string{"state"}, nil),
+	notReady: prometheus.NewDesc("signet_tenants_not_ready", "TenantIdentities whose Ready condition is False.", nil, nil),
+	overdue: prometheus.NewDesc("signet_tenants_rotation_overdue",
+		"TenantIdentities, not suspended, whose Active key is past its scheduled rotation by more than its prePublish.", nil, nil),
+	now: time.Now,
+}
 
-func recordMetrics(ti *identityv1alpha1.TenantIdentity, plan rotation.Plan) {
-	counts := map[string]int{}
-	for _, k := range plan.Keys {
-		counts[string(k.State)]++
-	}
-	counts[string(rotation.Retired)] += len(plan.Orphans)
-	setKeyCounts(types.NamespacedName{Namespace: ti.Namespace, Name: ti.Name}, counts)
-	for _, e := range plan.Events {
-		keyEvents.WithLabelValues(e.Reason).Inc()
-		switch e.Reason {
-		case rotation.ReasonKeyActivated:
-			rotations.Inc()
-		case rotation.ReasonKeyRevoked:
-			revocations.Inc()
+type tenantState struct {
+	keys     map[identityv1alpha1.KeyState]int
+	notReady bool
+	// overdueAt is when the Active key's rotation is overdue: its
+	// scheduled rotation plus prePublish; zero when suspended or unknown.
+	overdueAt time.Time
+}
+
+type tenantCollector struct {
+	mu                      sync.Mutex
+	byTenant                map[types.NamespacedName]tenantState
+	keys, notReady, overdue *prometheus.Desc
+	now                     func() time.Time
+}
+
+func (c *tenantCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.keys
+	ch <- c.notReady
+	ch <- c.overdue
+}
+
+func (c *tenantCollector) Collect(ch chan<- prometheus.Metric) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	now := c.now()
+	byState := map[identityv1alpha1.KeyState]int{identityv1alpha1.KeyStateActive: 0, identityv1alpha1.KeyStateNext: 0, identityv1alpha1.KeyStateRetired: 0}
+	notReady, overdue := 0, 0
+	for _, st := range c.byTenant {
+		for s, n := range st.keys {
+			byState[s] += n
+		}
+		if st.notReady {
+			notReady++
+		}
+		if !st.overdueAt.IsZero() && now.After(st.overdueAt) {
+			overdue++
 		}
 	}
+	for s, n := range byState {
+		ch <- prometheus.MustNewConstMetric(c.keys, prometheus.GaugeValue, float64(n), string(s))
+	}
+	ch <- prometheus.MustNewConstMetric(c.notReady, prometheus.GaugeValue, float64(notReady))
+	ch <- prometheus.MustNewConstMetric(c.overdue, prometheus.GaugeValue, float64(overdue))
 }
 
-// setKeyCounts replaces a tenant's counts (nil forgets the tenant) and
-// moves the gauges by the difference.
-func setKeyCounts(tenant types.NamespacedName, counts map[string]int) {
-	keyCounts.Lock()
-	defer keyCounts.Unlock()
-	for s, n := range keyCounts.byTenant[tenant] {
-		keysByState.WithLabelValues(s).Sub(float64(n))
+// observeTenant records ti's state as st describes it.
+func (r *TenantIdentityReconciler) observeTenant(ti *identityv1alpha1.TenantIdentity, st identityv1alpha1.TenantIdentityStatus) {
+	s := tenantState{keys: map[identityv1alpha1.KeyState]int{}}
+	for _, k := range st.Keys {
+		s.keys[k.State]++
 	}
-	if counts == nil {
-		delete(keyCounts.byTenant, tenant)
-		return
+	s.notReady = meta.IsStatusConditionFalse(st.Conditions, identityv1alpha1.ConditionReady)
+	if policy, err := policyFromSpec(ti.Spec, 0); err == nil && !ti.Spec.Suspend {
+		for _, k := range st.Keys {
+			if k.State == identityv1alpha1.KeyStateActive && k.RetiresAt != nil {
+				s.overdueAt = k.RetiresAt.Add(policy.PrePublish)
+			}
+		}
 	}
-	keyCounts.byTenant[tenant] = counts
-	for s, n := range counts {
-		keysByState.WithLabelValues(s).Add(float64(n))
-	}
+	tenants.mu.Lock()
+	defer tenants.mu.Unlock()
+	tenants.byTenant[types.NamespacedName{Namespace: ti.Namespace, Name: ti.Name}] = s
+}
+
+// forgetTenant drops a deleted TenantIdentity from the gauges.
+func forgetTenant(tenant types.NamespacedName) {
+	tenants.mu.Lock()
+	defer tenants.mu.Unlock()
+	delete(tenants.byTenant, tenant)
 }

@@ -5,6 +5,7 @@ import (
 	"strings"
 	"time"
 
+	"k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
@@ -15,21 +16,29 @@ import (
 // Status is computed by pure functions from what the reconcile decided, and
 // written once at its end.
 
-// refusedStatus: the TenantIdentity may not publish (org not bound, or an
-// older claim). Its keys are kept (nothing is lost) but not served.
+// refusedStatus: the TenantIdentity may not publish (org not bound, or
+// another owns its org/site), or an object signet needs is someone else's.
+// Its keys are kept (nothing is lost); a refused claim is not served.
 func refusedStatus(ti *identityv1alpha1.TenantIdentity, r *refusal, publicBaseURL string) identityv1alpha1.TenantIdentityStatus {
 	st := baseStatus(ti, publicBaseURL)
 	setCondition(&st, ti, identityv1alpha1.ConditionReady, metav1.ConditionFalse, r.reason, r.message)
-	setCondition(&st, ti, identityv1alpha1.ConditionPublished, metav1.ConditionFalse, r.reason, "nothing is served for this TenantIdentity: "+r.message)
+	if r.reason != identityv1alpha1.ReasonKeyError {
+		setCondition(&st, ti, identityv1alpha1.ConditionPublished, metav1.ConditionFalse, r.reason, "nothing is served for this TenantIdentity: "+r.message)
+	}
 	return st
 }
 
 // invalidSpecStatus: a spec the controller cannot apply. Nothing changes:
 // keys, documents and the Published condition stay as they were.
 func invalidSpecStatus(ti *identityv1alpha1.TenantIdentity, err error, publicBaseURL string) identityv1alpha1.TenantIdentityStatus {
+	return notReadyStatus(ti, identityv1alpha1.ReasonInvalidSpec, err.Error()+"; keys and documents are left as they were", publicBaseURL)
+}
+
+// notReadyStatus: the reconcile could not carry its plan out (a write
+// failed, or key generation is throttled); what is published stays.
+func notReadyStatus(ti *identityv1alpha1.TenantIdentity, reason, msg, publicBaseURL string) identityv1alpha1.TenantIdentityStatus {
 	st := baseStatus(ti, publicBaseURL)
-	setCondition(&st, ti, identityv1alpha1.ConditionReady, metav1.ConditionFalse, identityv1alpha1.ReasonInvalidSpec,
-		err.Error()+"; keys and documents are left as they were")
+	setCondition(&st, ti, identityv1alpha1.ConditionReady, metav1.ConditionFalse, reason, cappedMessage(msg))
 	return st
 }
 
@@ -45,11 +54,17 @@ func plannedStatus(ti *identityv1alpha1.TenantIdentity, in rotation.Input, plan 
 	}
 	ready, reason, msg := metav1.ConditionTrue, identityv1alpha1.ReasonKeysPublished,
 		fmt.Sprintf("%d key(s) published; %s signs", len(plan.Published), plan.ActiveKID)
-	if plan.Suspended {
+	if !ti.Spec.SigningSecret.IsEnabled() {
+		msg += "; no signing Secret: tokens come from the token API only"
+	}
+	switch {
+	case plan.Suspended:
 		reason, msg = identityv1alpha1.ReasonSuspended, "suspended: no key is created, activated, removed or revoked"
 		if len(plan.PendingRevocations) > 0 {
 			msg += "; revocations pending until resumed: " + strings.Join(plan.PendingRevocations, ", ")
 		}
+	case plan.Blocked != "":
+		ready, reason, msg = metav1.ConditionFalse, identityv1alpha1.ReasonKeyLimitReached, plan.Blocked
 	}
 	setCondition(&st, ti, identityv1alpha1.ConditionReady, ready, reason, msg)
 	if len(plan.Published) > 0 {
@@ -59,6 +74,11 @@ func plannedStatus(ti *identityv1alpha1.TenantIdentity, in rotation.Input, plan 
 		setCondition(&st, ti, identityv1alpha1.ConditionPublished, metav1.ConditionFalse, identityv1alpha1.ReasonNoKeys, "no key to publish")
 	}
 	return st
+}
+
+// statusEqual: writing b over a would change nothing.
+func statusEqual(a, b identityv1alpha1.TenantIdentityStatus) bool {
+	return equality.Semantic.DeepEqual(a, b)
 }
 
 // baseStatus carries over what a reconcile does not recompute and fills the
@@ -97,7 +117,7 @@ func keyStatuses(ti *identityv1alpha1.TenantIdentity, p rotation.Policy, plan ro
 				retires = activation
 			}
 			ks.RetiresAt = timeOrNil(retires)
-			ks.RemovesAt = removalOrNil(retires.Add(p.Overlap))
+			ks.RemovesAt = removalOrNil(retires.Add(p.Retention()))
 		case rotation.Retired:
 			ks.RetiresAt, ks.RemovesAt = timeOrNil(k.RetiredAt), removalOrNil(k.RemovesAt)
 		}

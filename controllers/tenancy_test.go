@@ -61,7 +61,7 @@ func TestConflictOlderClaimWins(t *testing.T) {
 	expectCondition(t, older.snap(), identityv1alpha1.ConditionReady, metav1.ConditionTrue, identityv1alpha1.ReasonKeysPublished)
 	newer.reconcile()
 	expectNothingStored(t, newer.snap())
-	newer.expectEvents("conflict again", "Warning Conflict")
+	newer.expectEvents("conflict again: settled, nothing new to say")
 
 	// The winner is deleted: the other takes over on its next reconcile.
 	older.deleteTI()
@@ -193,22 +193,5 @@ func TestUnboundOlderClaimDoesNotBlock(t *testing.T) {
 	expectCondition(t, s, identityv1alpha1.ConditionPublished, metav1.ConditionTrue, identityv1alpha1.ReasonKeysPublished)
 	if len(s.keys) != 1 || s.cm == nil {
 		t.Errorf("the bound claim did not publish: %d keys, ConfigMap %v", len(s.keys), s.cm != nil)
-	}
-}
-
-func TestBoundClaims(t *testing.T) {
-	claim := func(ns string) identityv1alpha1.TenantIdentity {
-		return identityv1alpha1.TenantIdentity{
-			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "x"},
-			Spec:       identityv1alpha1.TenantIdentitySpec{Org: "acme"},
-		}
-	}
-	labels := map[string]map[string]string{"bound": acme, "other": {identityv1alpha1.LabelOrg: "globex"}, "bare": nil}
-	all := []identityv1alpha1.TenantIdentity{claim("bound"), claim("other"), claim("bare"), claim("unknown")}
-	if got := boundClaims(all, labels, true); len(got) != 1 || got[0].Namespace != "bound" {
-		t.Errorf("binding on: %d claims compete (%v), want only the bound one", len(got), got)
-	}
-	if got := boundClaims(all, labels, false); len(got) != len(all) {
-		t.Errorf("binding off: %d of %d claims compete", len(got), len(all))
 	}
 }

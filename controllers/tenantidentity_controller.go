@@ -1,30 +1,30 @@
-// Package controllers holds the TenantIdentity reconciler: it reads what
-// exists, asks the pure rotation policy what should exist, and writes it in a
-// crash-safe order.
+// Package controllers holds the TenantIdentity reconciler. One reconcile
+// observes (observe.go: every read, into one struct), decides (decide.go,
+// status.go: pure functions, the key lifecycle in internal/rotation) and
+// writes (write.go: in the crash-safe order), with the objects it makes
+// built in objects.go.
 package controllers
 
 import (
 	"context"
-	"errors"
-	"fmt"
+	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/apimachinery/pkg/selection"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
-	"sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	identityv1alpha1 "github.com/signet-dev/signet/api/v1alpha1"
 	"github.com/signet-dev/signet/internal/keys"
-	"github.com/signet-dev/signet/internal/rotation"
 	"github.com/signet-dev/signet/internal/tenancy"
 )
 
@@ -36,19 +36,38 @@ type EventRecorder interface {
 
 // TenantIdentityReconciler owns the keys of TenantIdentities.
 type TenantIdentityReconciler struct {
+	// Client reads through the manager's cache (which holds Secrets as
+	// metadata only) and writes.
 	client.Client
-	// APIReader reads the objects a TenantIdentity owns live (see gather);
-	// the client's cache when nil.
+	// APIReader reads live from the API server (see observe.go); the
+	// Client when nil.
 	APIReader client.Reader
-	Scheme    *runtime.Scheme
-	Clock     clock.PassiveClock
-	Recorder  EventRecorder
+	// Clock is the time decisions and records use: the API server's
+	// (internal/apiclock) in the manager, a fake one in tests.
+	Clock    clock.PassiveClock
+	Recorder EventRecorder
 	// PublicBaseURL is where verifiers reach the JWKS server; default issuers start with it.
 	PublicBaseURL string
 	// OrgBinding: honour a TenantIdentity only in a namespace labelled with its org.
 	OrgBinding bool
-	// Generate makes a new key; keys.Generate unless a test injects another.
+	// SystemNamespace is signet's own namespace, where it keeps the claim
+	// records of org/sites (no tenant writes there).
+	SystemNamespace string
+	// SigningPropagation is how long a workload that mounts the signing
+	// Secret may go on signing with a replaced key (kubelet's refresh of
+	// mounted Secrets); a replaced key's overlap counts from then.
+	SigningPropagation time.Duration
+	// TenantSelector, when set, limits this instance to the
+	// TenantIdentities it matches (one shard of several).
+	TenantSelector labels.Selector
+	// MaxConcurrentReconciles is how many TenantIdentities are reconciled
+	// at once (1 when zero).
+	MaxConcurrentReconciles int
+	// Generate makes a new key; keys.Generate when nil.
 	Generate func(alg string, rsaBits int, cert *keys.CertOptions) (*keys.Material, error)
+
+	budgetOnce sync.Once
+	budget     *keyBudget
 }
 
 // +kubebuilder:rbac:groups=identity.signet.dev,resources=tenantidentities,verbs=get;list;watch
@@ -59,155 +78,139 @@ type TenantIdentityReconciler struct {
 // +kubebuilder:rbac:groups="",resources=namespaces,verbs=get;list;watch
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 
-// Reconcile reads, decides and writes; each step is a function of its own.
+// Reconcile observes, decides and writes. It decides first on the cache's
+// view and stops there when that changes nothing (no private key read, no
+// write); otherwise it observes live and writes what the live view needs.
 func (r *TenantIdentityReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
 	var ti identityv1alpha1.TenantIdentity
 	if err := r.Get(ctx, req.NamespacedName, &ti); err != nil {
-		if apierrors.IsNotFound(err) {
-			setKeyCounts(req.NamespacedName, nil)
+		if client.IgnoreNotFound(err) == nil {
+			return ctrl.Result{}, r.forget(ctx, req.NamespacedName)
 		}
-		return ctrl.Result{}, client.IgnoreNotFound(err)
+		return ctrl.Result{}, err
 	}
-	if ti.DeletionTimestamp != nil {
+	if ti.DeletionTimestamp != nil || !r.selects(&ti) {
 		return ctrl.Result{}, nil // owner references let the garbage collector remove what it owns
 	}
-	obs, err := r.gather(ctx, &ti)
+	obs, err := r.observe(ctx, &ti, r.cached())
 	if err != nil {
-		return r.failed(ctx, &ti, err)
-	}
-	if ref := r.refusal(obs); ref != nil {
-		r.Recorder.Eventf(&ti, nil, corev1.EventTypeWarning, ref.reason, "Refuse", "%s", ref.message)
-		return r.finish(ctx, &ti, refusedStatus(&ti, ref, r.PublicBaseURL), 0)
+		return ctrl.Result{}, err
 	}
 	now := r.Clock.Now()
-	in, materials, err := r.rotationInput(ctx, obs, now)
-	if err != nil {
-		r.Recorder.Eventf(&ti, nil, corev1.EventTypeWarning, identityv1alpha1.ReasonInvalidSpec, "Validate", "%s", err.Error())
-		return r.finish(ctx, &ti, invalidSpecStatus(&ti, err, r.PublicBaseURL), 0)
+	if d := r.decide(obs, now); d.settled(obs, r.statusOf(obs, d), ti.Spec.SigningSecret.IsEnabled()) {
+		r.observeTenant(obs.ti, obs.ti.Status)
+		return ctrl.Result{RequeueAfter: r.requeueOf(d)}, nil
 	}
-	plan := rotation.Decide(in)
-	if plan.Create != nil {
-		if in, err = r.createKey(ctx, obs, in, plan.Create, materials); err != nil {
-			return r.failed(ctx, &ti, err)
+	if obs, err = r.observe(ctx, &ti, r.liveSource()); err != nil {
+		return ctrl.Result{}, err
+	}
+	d := r.decide(obs, now)
+	if d.plan.Create != nil && hasHistory(obs) {
+		if err := r.scanStrays(ctx, obs); err != nil {
+			return ctrl.Result{}, err
 		}
-		// The events are those of the decision that asked for the key: the
-		// re-plan repeats its decisions, so its events would repeat them.
-		created := plan.Events
-		plan = rotation.Decide(in)
-		plan.Events = created
+		d = r.decide(obs, now)
 	}
-	if err := r.apply(ctx, obs, plan, materials); err != nil {
-		return r.failed(ctx, &ti, err)
-	}
-	r.emit(&ti, plan.Events)
-	recordMetrics(&ti, plan)
-	return r.finish(ctx, &ti, plannedStatus(&ti, in, plan, r.PublicBaseURL), requeueAfter(plan.NextChange, now))
+	return r.carryOut(ctx, obs, d)
 }
 
-// finish writes the status, the last write of a reconcile, and says when to
-// come back.
-func (r *TenantIdentityReconciler) finish(ctx context.Context, ti *identityv1alpha1.TenantIdentity, st identityv1alpha1.TenantIdentityStatus, after time.Duration) (ctrl.Result, error) {
-	if err := r.writeStatus(ctx, ti, st); err != nil {
-		return r.failed(ctx, ti, err)
+// statusOf is the status d leads to when it is carried out as it is.
+func (r *TenantIdentityReconciler) statusOf(obs *observed, d *decision) identityv1alpha1.TenantIdentityStatus {
+	switch {
+	case d.refusal != nil:
+		return refusedStatus(obs.ti, d.refusal, r.PublicBaseURL)
+	case d.invalid != nil:
+		return invalidSpecStatus(obs.ti, d.invalid, r.PublicBaseURL)
 	}
-	return ctrl.Result{RequeueAfter: after}, nil
+	return plannedStatus(obs.ti, d.in, d.plan, r.PublicBaseURL)
 }
 
-// refusal says whether ti may publish at all.
-func (r *TenantIdentityReconciler) refusal(obs *observed) *refusal {
-	if ref := orgBindingRefusal(obs.ti, obs.namespaceLabels, r.OrgBinding); ref != nil {
-		return ref
+// requeueOf is when a settled TenantIdentity must be looked at again.
+func (r *TenantIdentityReconciler) requeueOf(d *decision) time.Duration {
+	if d.refusal != nil && d.refusal.reason == identityv1alpha1.ReasonKeyError {
+		return notOursRetry
 	}
-	return conflictRefusal(obs.ti, boundClaims(obs.claimants, obs.claimantNamespaceLabels, r.OrgBinding))
+	return requeueAfter(d.plan.NextChange, d.now)
 }
 
-// requeueAfter wakes the reconciler when the plan next changes. The
-// reconciler's clock may be fake; the wait is measured on it.
-func requeueAfter(next, now time.Time) time.Duration {
-	if next.IsZero() {
-		return 0
-	}
-	if d := next.Sub(now); d > 0 {
-		return d
-	}
-	return time.Millisecond
+// selects says whether this instance reconciles ti (--tenant-selector).
+func (r *TenantIdentityReconciler) selects(ti *identityv1alpha1.TenantIdentity) bool {
+	return r.TenantSelector == nil || r.TenantSelector.Matches(labels.Set(ti.Labels))
 }
 
-// notOursRetry is how often a TenantIdentity blocked by someone else's
-// object is tried again: that object is not owned by the TenantIdentity, so
-// no watch brings it back when the object is moved.
-const notOursRetry = time.Minute
-
-// failed records an error that stops this reconcile: objects signet must not
-// overwrite become a condition, checked again after a while; anything else
-// is retried with backoff.
-func (r *TenantIdentityReconciler) failed(ctx context.Context, ti *identityv1alpha1.TenantIdentity, err error) (ctrl.Result, error) {
-	var notOurs errNotOurs
-	if errors.As(err, &notOurs) {
-		r.Recorder.Eventf(ti, nil, corev1.EventTypeWarning, identityv1alpha1.ReasonKeyError, "Reconcile", "%s", err.Error())
-		st := baseStatus(ti, r.PublicBaseURL)
-		setCondition(&st, ti, identityv1alpha1.ConditionReady, "False", identityv1alpha1.ReasonKeyError, err.Error())
-		if werr := r.writeStatus(ctx, ti, st); werr != nil {
-			return r.failed(ctx, ti, werr)
+// forget drops what is kept about a deleted TenantIdentity: its metrics,
+// its key budget, and the claim records that name it when no other claim
+// is left to take its org/site over (a rival reconciles and records itself
+// otherwise).
+func (r *TenantIdentityReconciler) forget(ctx context.Context, tenant types.NamespacedName) error {
+	forgetTenant(tenant)
+	r.keyBudget().forget(tenant)
+	if r.SystemNamespace == "" {
+		return nil
+	}
+	var records corev1.ConfigMapList
+	if err := r.List(ctx, &records, client.InNamespace(r.SystemNamespace), client.MatchingLabels{
+		identityv1alpha1.LabelComponent:      tenancy.ComponentClaim,
+		identityv1alpha1.LabelTenantIdentity: tenant.Name,
+		tenancy.LabelOwnerNamespace:          tenant.Namespace,
+	}); err != nil {
+		return err
+	}
+	for i := range records.Items {
+		rec := &records.Items[i]
+		var claims identityv1alpha1.TenantIdentityList
+		orgSite := tenancy.OrgSite(rec.Labels[identityv1alpha1.LabelOrg], rec.Labels[identityv1alpha1.LabelSite])
+		if err := r.List(ctx, &claims, client.MatchingFields{tenancy.OrgSiteField: orgSite}); err != nil {
+			return err
 		}
-		return ctrl.Result{RequeueAfter: notOursRetry}, nil
-	}
-	if apierrors.IsConflict(err) {
-		// We read from a cache a write of ours has not reached yet: not an
-		// error, the next reconcile reads the newer object.
-		log.FromContext(ctx).V(1).Info("object changed under us; reconciling again", "conflict", err.Error())
-		return ctrl.Result{RequeueAfter: conflictRetry}, nil
-	}
-	log.FromContext(ctx).Error(err, "reconcile failed; retrying")
-	return ctrl.Result{}, err
-}
-
-// conflictRetry is how soon a reconcile that lost an optimistic-lock race
-// runs again.
-const conflictRetry = 200 * time.Millisecond
-
-// writeStatus is the one status write of a reconcile.
-func (r *TenantIdentityReconciler) writeStatus(ctx context.Context, ti *identityv1alpha1.TenantIdentity, st identityv1alpha1.TenantIdentityStatus) error {
-	patch := client.MergeFromWithOptions(ti.DeepCopy(), client.MergeFromWithOptimisticLock{})
-	ti.Status = st
-	if err := r.Status().Patch(ctx, ti, patch); err != nil {
-		return fmt.Errorf("write status: %w", err)
+		if len(claims.Items) > 0 {
+			continue
+		}
+		uid, rv := rec.UID, rec.ResourceVersion
+		if err := r.writer().Delete(ctx, rec, client.Preconditions{UID: &uid, ResourceVersion: &rv}); client.IgnoreNotFound(err) != nil && !isConflict(err) {
+			return err
+		}
 	}
 	return nil
 }
 
-// emit turns the policy's events into Kubernetes Events.
-func (r *TenantIdentityReconciler) emit(ti *identityv1alpha1.TenantIdentity, events []rotation.Event) {
-	for _, e := range events {
-		r.Recorder.Eventf(ti, nil, e.Type, e.Reason, "Rotate", "%s", e.Message)
-	}
+// writer is the client signet writes with: every write is recorded under
+// signet's field manager (fields.go).
+func (r *TenantIdentityReconciler) writer() client.Client {
+	return client.WithFieldOwner(r.Client, fieldManager)
 }
 
-// SecretCacheOptions is how the manager's cache must select Secrets: by the
-// label signet puts on its own, so it never holds every Secret of the cluster.
-func SecretCacheOptions() cache.ByObject {
-	managed, err := labels.NewRequirement(identityv1alpha1.LabelTenantIdentity, selection.Exists, nil)
-	if err != nil {
-		panic(err) // a constant requirement
+func (r *TenantIdentityReconciler) generate() func(string, int, *keys.CertOptions) (*keys.Material, error) {
+	if r.Generate == nil {
+		return keys.Generate
 	}
-	return cache.ByObject{Label: labels.NewSelector().Add(*managed)}
+	return r.Generate
 }
 
-// SetupWithManager watches TenantIdentities, what they own, their
-// namespaces (org binding) and their rivals for the same org/site.
+func (r *TenantIdentityReconciler) keyBudget() *keyBudget {
+	r.budgetOnce.Do(func() { r.budget = &keyBudget{} })
+	return r.budget
+}
+
+// SetupWithManager watches TenantIdentities, what they own (Secrets as
+// metadata only), their namespaces (org binding), their rivals for the
+// same org/site and the claim records.
 func (r *TenantIdentityReconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manager) error {
 	if err := tenancy.RegisterOrgSite(ctx, mgr.GetFieldIndexer()); err != nil {
 		return err
 	}
-	if r.Generate == nil {
-		r.Generate = keys.Generate
-	}
+	selected := predicate.NewPredicateFuncs(func(o client.Object) bool {
+		ti, ok := o.(*identityv1alpha1.TenantIdentity)
+		return !ok || r.selects(ti)
+	})
 	return ctrl.NewControllerManagedBy(mgr).
-		For(&identityv1alpha1.TenantIdentity{}).
-		Owns(&corev1.Secret{}).
+		For(&identityv1alpha1.TenantIdentity{}, builder.WithPredicates(selected)).
+		Owns(&corev1.Secret{}, builder.OnlyMetadata).
 		Owns(&corev1.ConfigMap{}).
 		Watches(&corev1.Namespace{}, handler.EnqueueRequestsFromMapFunc(r.tenantsInNamespace)).
 		Watches(&identityv1alpha1.TenantIdentity{}, handler.EnqueueRequestsFromMapFunc(r.rivals)).
+		Watches(&corev1.ConfigMap{}, handler.EnqueueRequestsFromMapFunc(r.claimants)).
+		WithOptions(controller.Options{MaxConcurrentReconciles: max(r.MaxConcurrentReconciles, 1)}).
 		Named("tenantidentity").
 		Complete(r)
 }
@@ -226,12 +229,26 @@ func (r *TenantIdentityReconciler) tenantsInNamespace(ctx context.Context, o cli
 	return requests
 }
 
-// rivals: when one claim on an org/site changes (say the winner is deleted),
+// rivals: when one claim on an org/site changes (say the owner is deleted),
 // the others must decide again.
 func (r *TenantIdentityReconciler) rivals(ctx context.Context, o client.Object) []reconcile.Request {
 	ti := o.(*identityv1alpha1.TenantIdentity)
+	return r.claimsOn(ctx, ti.Spec.Org, ti.Spec.SiteID)
+}
+
+// claimants: a claim record changed (or was deleted): every claim on its
+// org/site decides again.
+func (r *TenantIdentityReconciler) claimants(ctx context.Context, o client.Object) []reconcile.Request {
+	l := o.GetLabels()
+	if o.GetNamespace() != r.SystemNamespace || l[identityv1alpha1.LabelComponent] != tenancy.ComponentClaim {
+		return nil
+	}
+	return r.claimsOn(ctx, l[identityv1alpha1.LabelOrg], l[identityv1alpha1.LabelSite])
+}
+
+func (r *TenantIdentityReconciler) claimsOn(ctx context.Context, org, site string) []reconcile.Request {
 	var list identityv1alpha1.TenantIdentityList
-	if err := r.List(ctx, &list, client.MatchingFields{tenancy.OrgSiteField: tenancy.OrgSite(ti.Spec.Org, ti.Spec.SiteID)}); err != nil {
+	if err := r.List(ctx, &list, client.MatchingFields{tenancy.OrgSiteField: tenancy.OrgSite(org, site)}); err != nil {
 		return nil
 	}
 	return requestsFor(list.Items)

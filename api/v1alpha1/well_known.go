@@ -77,6 +77,16 @@ const (
 	ReasonInvalidSpec   = "InvalidSpec"
 	ReasonKeyError      = "KeyError"
 	ReasonNoKeys        = "NoKeys"
+	// ReasonApplyFailed: a write signet needs keeps failing (a quota, an
+	// admission webhook, the object size limit, RBAC); the message names
+	// the object and the API server's error. What is published stays.
+	ReasonApplyFailed = "ApplyFailed"
+	// ReasonKeyLimitReached: a key the schedule or a rotationTrigger asks
+	// for waits, because the TenantIdentity holds the most keys allowed.
+	ReasonKeyLimitReached = "KeyLimitReached"
+	// ReasonKeyGenerationThrottled: the TenantIdentity made keys faster
+	// than its share of the controller's CPU allows; the next one waits.
+	ReasonKeyGenerationThrottled = "KeyGenerationThrottled"
 )
 
 // JWKSConfigMapName is the name of the ConfigMap holding the public keys of a TenantIdentity.

@@ -11,6 +11,7 @@ import (
 
 	uberzap "go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -35,8 +36,15 @@ type options struct {
 	jwksServer       bool
 	watchNamespace   string
 	leaderElectionID string
-	tokenAddr        string
-	tokenAudience    string
+
+	kubeAPIQPS              float64
+	kubeAPIBurst            int
+	maxConcurrentReconciles int
+	tenantSelector          string
+	systemNamespace         string
+	signingPropagation      time.Duration
+	tokenAddr               string
+	tokenAudience           string
 }
 
 func parseFlags(args []string) (options, *zap.Options, error) {
@@ -56,6 +64,13 @@ func parseFlags(args []string) (options, *zap.Options, error) {
 	fs.BoolVar(&o.jwksServer, "jwks-server", true, "Run the JWKS server.")
 	fs.StringVar(&o.watchNamespace, "watch-namespace", "", "Only watch this namespace; all when empty.")
 	fs.StringVar(&o.leaderElectionID, "leader-election-id", "signet.identity.signet.dev", "Name of the leader election lease.")
+	fs.Float64Var(&o.kubeAPIQPS, "kube-api-qps", 500, "Requests per second the manager may send the API server (client-side rate limit).")
+	fs.IntVar(&o.kubeAPIBurst, "kube-api-burst", 1000, "Requests the manager may send the API server in a burst above --kube-api-qps.")
+	fs.IntVar(&o.maxConcurrentReconciles, "max-concurrent-reconciles", 8, "TenantIdentities reconciled at once, so one tenant's churn cannot hold the others back.")
+	fs.StringVar(&o.tenantSelector, "tenant-selector", "", "Label selector: this instance's controller reconciles only the TenantIdentities it matches (shards); every server still serves all.")
+	fs.StringVar(&o.systemNamespace, "system-namespace", defaultSystemNamespace(), "signet's own namespace, where it records who owns each org/site ($POD_NAMESPACE when set).")
+	fs.DurationVar(&o.signingPropagation, "signing-secret-propagation", 2*time.Minute,
+		"How long a workload that mounts <name>-signing-key may go on signing with a replaced key (kubelet's sync period plus its cache TTL); a replaced key's overlap counts from then.")
 	fs.StringVar(&o.tokenAddr, "token-bind-address", token.DefaultBindAddress, "Address of the token API (replicas running the controllers and the JWKS server); 0 turns it off. Plain HTTP only on a loopback address.")
 	fs.StringVar(&o.tokenAudience, "token-review-audience", token.DefaultReviewAudience, "Audience a caller's service account token must have for the token API.")
 	zapOpts := &zap.Options{}
@@ -87,7 +102,28 @@ func (o options) validate() error {
 	if !o.controllers && !o.jwksServer {
 		return fmt.Errorf("--controllers=false and --jwks-server=false leave nothing to run")
 	}
+	if o.kubeAPIQPS <= 0 || o.kubeAPIBurst <= 0 || o.maxConcurrentReconciles <= 0 {
+		return fmt.Errorf("--kube-api-qps, --kube-api-burst and --max-concurrent-reconciles must be positive")
+	}
+	if _, err := labels.Parse(o.tenantSelector); err != nil {
+		return fmt.Errorf("--tenant-selector=%q: %w", o.tenantSelector, err)
+	}
+	if o.systemNamespace == "" {
+		return fmt.Errorf("--system-namespace must name signet's own namespace")
+	}
+	if o.signingPropagation < 0 {
+		return fmt.Errorf("--signing-secret-propagation must not be negative")
+	}
 	return nil
+}
+
+// defaultSystemNamespace is the namespace the manager runs in, as the
+// downward API tells it, else signet-system.
+func defaultSystemNamespace() string {
+	if ns := os.Getenv("POD_NAMESPACE"); ns != "" {
+		return ns
+	}
+	return "signet-system"
 }
 
 func main() {

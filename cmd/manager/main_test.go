@@ -1,14 +1,12 @@
 package main
 
 import (
-	"reflect"
 	"strings"
 	"testing"
 	"time"
 
 	"go.uber.org/zap/zapcore"
 	corev1 "k8s.io/api/core/v1"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 )
 
 func TestFlagsDefaultsFollowDesign(t *testing.T) {
@@ -21,7 +19,9 @@ func TestFlagsDefaultsFollowDesign(t *testing.T) {
 		publicBaseURL: "https://signet-jwks.signet-system.svc", maxCacheAge: 5 * time.Minute,
 		orgBinding: "namespace-label", controllers: true, jwksServer: true,
 		leaderElectionID: "signet.identity.signet.dev",
-		tokenAddr:        ":9443", tokenAudience: "signet",
+		kubeAPIQPS:       500, kubeAPIBurst: 1000, maxConcurrentReconciles: 8,
+		systemNamespace: "signet-system", signingPropagation: 2 * time.Minute,
+		tokenAddr: ":9443", tokenAudience: "signet",
 	}
 	if o != want {
 		t.Fatalf("defaults\n got %+v\nwant %+v", o, want)
@@ -68,29 +68,22 @@ func TestVerbosityIsCapped(t *testing.T) {
 	}
 }
 
-// The cache holds only signet's Secrets (by label) and JWKS ConfigMaps, and
-// only the watched namespace when one is given.
+// The manager's cache is internal/cacheopts' (tested there), for the
+// flags' namespaces.
 func TestCacheOptions(t *testing.T) {
-	all := cacheOptions(options{})
+	all := cacheOptions(options{systemNamespace: "signet-system", controllers: true})
 	if all.DefaultNamespaces != nil {
 		t.Errorf("no --watch-namespace, yet namespaces %v", all.DefaultNamespaces)
 	}
-	for obj, want := range map[client.Object]string{
-		&corev1.Secret{}:    "identity.signet.dev/tenant-identity",
-		&corev1.ConfigMap{}: "identity.signet.dev/component=jwks",
-	} {
-		var got string
-		for o, by := range all.ByObject {
-			if reflect.TypeOf(o) == reflect.TypeOf(obj) && by.Label != nil {
-				got = by.Label.String()
-			}
-		}
-		if got != want {
-			t.Errorf("%T cached with selector %q, want %q", obj, got, want)
-		}
-	}
-	one := cacheOptions(options{watchNamespace: "tenant-acme"})
+	one := cacheOptions(options{watchNamespace: "tenant-acme", systemNamespace: "signet-system"})
 	if _, ok := one.DefaultNamespaces["tenant-acme"]; !ok || len(one.DefaultNamespaces) != 1 {
 		t.Errorf("--watch-namespace=tenant-acme: namespaces %v", one.DefaultNamespaces)
+	}
+	for obj, by := range one.ByObject {
+		if _, ok := obj.(*corev1.ConfigMap); ok {
+			if _, ok := by.Namespaces["signet-system"]; !ok {
+				t.Errorf("--watch-namespace: the claim records of signet-system are not cached: %v", by.Namespaces)
+			}
+		}
 	}
 }

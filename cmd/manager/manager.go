@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
@@ -19,14 +20,22 @@ import (
 
 	identityv1alpha1 "github.com/signet-dev/signet/api/v1alpha1"
 	"github.com/signet-dev/signet/controllers"
+	"github.com/signet-dev/signet/internal/apiclock"
+	"github.com/signet-dev/signet/internal/cacheopts"
 	"github.com/signet-dev/signet/internal/jwks"
 	"github.com/signet-dev/signet/internal/keys"
 	"github.com/signet-dev/signet/internal/token"
 )
 
 // newManager builds the manager with the controller and the server as the
-// flags say. The cache holds only signet's Secrets and ConfigMaps.
+// flags say. The cache holds only signet's own objects, trimmed
+// (internal/cacheopts); Secrets are never cached with their data.
 func newManager(ctx context.Context, cfg *rest.Config, o options) (manager.Manager, error) {
+	cfg = rest.CopyConfig(cfg)
+	cfg.QPS, cfg.Burst = float32(o.kubeAPIQPS), o.kubeAPIBurst
+	// Decisions and records keep the API server's time, which no replica owns.
+	serverClock := apiclock.New(clock.RealClock{})
+	cfg.Wrap(serverClock.Transport)
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:                 newScheme(),
 		Metrics:                metricsserver.Options{BindAddress: o.metricsAddr},
@@ -34,6 +43,9 @@ func newManager(ctx context.Context, cfg *rest.Config, o options) (manager.Manag
 		LeaderElection:         o.leaderElect && o.controllers,
 		LeaderElectionID:       o.leaderElectionID,
 		Cache:                  cacheOptions(o),
+		// A typed read of a Secret goes to the API server, never starts an
+		// informer that would cache every key.
+		Client: client.Options{Cache: &client.CacheOptions{DisableFor: []client.Object{&corev1.Secret{}}}},
 	})
 	if err != nil {
 		return nil, fmt.Errorf("new manager: %w", err)
@@ -42,15 +54,22 @@ func newManager(ctx context.Context, cfg *rest.Config, o options) (manager.Manag
 		return nil, err
 	}
 	if o.controllers {
+		selector, _ := labels.Parse(o.tenantSelector) // validated with the flags
 		r := &controllers.TenantIdentityReconciler{
-			Client:        mgr.GetClient(),
-			APIReader:     mgr.GetAPIReader(),
-			Scheme:        mgr.GetScheme(),
-			Clock:         clock.RealClock{},
-			Recorder:      mgr.GetEventRecorder("signet"),
-			PublicBaseURL: o.publicBaseURL,
-			OrgBinding:    o.orgBinding == orgBindingLabel,
-			Generate:      keys.Generate,
+			Client:                  mgr.GetClient(),
+			APIReader:               mgr.GetAPIReader(),
+			Clock:                   serverClock,
+			Recorder:                mgr.GetEventRecorder("signet"),
+			PublicBaseURL:           o.publicBaseURL,
+			OrgBinding:              o.orgBinding == orgBindingLabel,
+			SystemNamespace:         o.systemNamespace,
+			SigningPropagation:      o.signingPropagation,
+			TenantSelector:          selector,
+			MaxConcurrentReconciles: o.maxConcurrentReconciles,
+			Generate:                keys.Generate,
+		}
+		if o.tenantSelector == "" {
+			r.TenantSelector = nil
 		}
 		if err := r.SetupWithManager(ctx, mgr); err != nil {
 			return nil, fmt.Errorf("set up controller: %w", err)
@@ -58,12 +77,14 @@ func newManager(ctx context.Context, cfg *rest.Config, o options) (manager.Manag
 	}
 	if o.jwksServer {
 		srv, err := jwks.Add(mgr, jwks.Options{
-			BindAddress:    o.jwksAddr,
-			PublicBaseURL:  o.publicBaseURL,
-			MaxCacheAge:    o.maxCacheAge,
-			TLSCertFile:    o.tlsCertFile,
-			TLSKeyFile:     o.tlsKeyFile,
-			WatchNamespace: o.watchNamespace,
+			BindAddress:     o.jwksAddr,
+			PublicBaseURL:   o.publicBaseURL,
+			MaxCacheAge:     o.maxCacheAge,
+			TLSCertFile:     o.tlsCertFile,
+			TLSKeyFile:      o.tlsKeyFile,
+			WatchNamespace:  o.watchNamespace,
+			SystemNamespace: o.systemNamespace,
+			OrgBinding:      o.orgBinding == orgBindingLabel,
 		})
 		if err != nil {
 			return nil, fmt.Errorf("set up JWKS server: %w", err)
@@ -88,17 +109,13 @@ func newScheme() *runtime.Scheme {
 	return s
 }
 
-// cacheOptions: Secrets are cached by label only (never every Secret of the
-// cluster), ConfigMaps only when they are JWKS documents.
+// cacheOptions: signet's own objects only, trimmed (internal/cacheopts).
 func cacheOptions(o options) cache.Options {
-	opts := cache.Options{ByObject: map[client.Object]cache.ByObject{
-		&corev1.Secret{}:    controllers.SecretCacheOptions(),
-		&corev1.ConfigMap{}: jwks.ConfigMapCacheOptions(),
-	}}
-	if o.watchNamespace != "" {
-		opts.DefaultNamespaces = map[string]cache.Config{o.watchNamespace: {}}
-	}
-	return opts
+	return cacheopts.Options(cacheopts.Config{
+		WatchNamespace:  o.watchNamespace,
+		SystemNamespace: o.systemNamespace,
+		ServerOnly:      !o.controllers,
+	})
 }
 
 // addTokenAPI runs the token API where it can work: beside the controller

@@ -139,7 +139,7 @@ func compare(cfg config, n int, keySet []string) error {
 		return err
 	}
 	tis, cms := tenants(n, keySet)
-	if served := srv.Load(tis, cms); served != n {
+	if served := srv.Load(jwks.Snapshot{TenantIdentities: tis, ConfigMaps: cms}); served != n {
 		return fmt.Errorf("jwks serves %d of %d tenants", served, n)
 	}
 	paths := documentPaths(tis)

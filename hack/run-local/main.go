@@ -70,6 +70,10 @@ func configuredCluster() (string, bool) {
 	return kc, err == nil
 }
 
+// systemNamespace is signet's own namespace on the embedded control plane,
+// as in config/default.
+const systemNamespace = "signet-system"
+
 func runEmbedded(ctx context.Context, manager string) error {
 	fmt.Println("No cluster configured: starting an embedded control plane (kube-apiserver + etcd)...")
 	testEnv := &envtest.Environment{
@@ -86,6 +90,12 @@ func runEmbedded(ctx context.Context, manager string) error {
 		return err
 	}
 	kubectl := filepath.Join(os.Getenv("KUBEBUILDER_ASSETS"), "kubectl")
+	// signet's own namespace (its claim records live there), then the samples.
+	system := exec.CommandContext(ctx, kubectl, "--kubeconfig", kubeconfig, "create", "namespace", systemNamespace)
+	system.Stdout, system.Stderr = os.Stdout, os.Stderr
+	if err := system.Run(); err != nil {
+		return fmt.Errorf("create namespace %s: %w", systemNamespace, err)
+	}
 	apply := exec.CommandContext(ctx, kubectl, "--kubeconfig", kubeconfig, "apply", "-f", filepath.Join("config", "samples"))
 	apply.Stdout, apply.Stderr = os.Stdout, os.Stderr
 	if err := apply.Run(); err != nil {
@@ -131,7 +141,8 @@ func buildManager() (string, error) {
 
 // runManager runs the manager until ctx ends, then stops it gracefully.
 func runManager(ctx context.Context, manager, kubeconfig, publicBaseURL string, local bool) error {
-	args := []string{"--kubeconfig", kubeconfig, "--public-base-url", publicBaseURL, "--token-bind-address", tokenAddr}
+	args := []string{"--kubeconfig", kubeconfig, "--public-base-url", publicBaseURL, "--system-namespace", systemNamespace,
+		"--token-bind-address", tokenAddr}
 	if local {
 		args = append(args, "--jwks-bind-address", jwksAddr, "--metrics-bind-address", metricsAddr,
 			"--health-probe-bind-address", probeAddr)

@@ -126,7 +126,7 @@ func (m *managerProc) metricsURL() (string, error) {
 // mustExpose are metrics the scrape must hold for it to count: one of the
 // JWKS server and one of the controller, so a scrape of the wrong endpoint
 // (or of a manager without either) fails instead of passing empty.
-var mustExpose = []string{"signet_jwks_requests_total", "signet_rotations_total"}
+var mustExpose = []string{"signet_jwks_requests_total", `signet_key_events_total{reason="KeyActivated"}`, "signet_tenants_not_ready", "signet_jwks_synced"}
 
 // scanMetrics GETs the manager's metrics endpoint and searches it for
 // private key material, as scanLogs does the logs. It returns the leaks

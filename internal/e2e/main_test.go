@@ -162,6 +162,7 @@ func (s *suite) setUp() (stop func(), err error) {
 	// What a user does: install the CRD and wait for it, then the
 	// server-only role bound to the server's user.
 	steps := [][]string{
+		{"create", "namespace", "signet-system"}, // signet's own: the claim records live there
 		{"apply", "-f", filepath.Join(s.root, "config", "crd", "bases")},
 		{"wait", "--for", "condition=Established", "--timeout", "60s", "crd/" + crdName},
 		{"apply", "-f", filepath.Join(s.root, "config", "rbac", "jwks-server", "role.yaml")},
@@ -211,6 +212,9 @@ subjects: [{apiGroup: rbac.authorization.k8s.io, kind: User, name: ` + serverUse
 		"--public-base-url", s.publicBaseURL,
 		"--tls-cert-file", certFile, "--tls-key-file", keyFile,
 		"--max-cache-age", maxCacheAge.String(),
+		// The suite's workloads read the signing Secret through the API, not
+		// through a kubelet's mount: no propagation margin.
+		"--signing-secret-propagation=0",
 		"--token-bind-address", "127.0.0.1:0", // it logs the port it bound
 	); err != nil {
 		return stop, err

@@ -82,7 +82,7 @@ func loadTenants(b *testing.B, n int) *benchTenants {
 		tis = append(tis, *ti)
 		cms = append(cms, *jwksConfigMap(ti, "1", genKey(b, "ES256", i%8), genKey(b, "ES256", (i+1)%8)))
 	}
-	if served := s.Load(tis, cms); served != n {
+	if served := s.Load(Snapshot{TenantIdentities: tis, ConfigMaps: cms}); served != n {
 		b.Fatalf("served %d of %d", served, n)
 	}
 	bt := &benchTenants{s: s}

@@ -43,7 +43,6 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
@@ -51,6 +50,8 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/signet-dev/signet/api/v1alpha1"
+	"github.com/signet-dev/signet/internal/cacheopts"
+	"github.com/signet-dev/signet/internal/tenancy"
 )
 
 // The envtest suite runs the server against a real kube-apiserver and etcd
@@ -134,6 +135,9 @@ func startSuite() (*suite, error) {
 	if s.client, err = client.New(cfg, client.Options{Scheme: s.scheme}); err != nil {
 		return nil, err
 	}
+	if err := s.client.Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: systemNamespace}}); err != nil {
+		return nil, err
+	}
 	mgr, srv, err := s.newManager(cfg, "127.0.0.1:0")
 	if err != nil {
 		return nil, err
@@ -153,14 +157,15 @@ func (s *suite) newManager(cfg *rest.Config, bind string) (manager.Manager, *Ser
 		Scheme:                 s.scheme,
 		Metrics:                metricsserver.Options{BindAddress: "0"},
 		HealthProbeBindAddress: "0",
-		Cache: cache.Options{ByObject: map[client.Object]cache.ByObject{
-			&corev1.ConfigMap{}: ConfigMapCacheOptions(),
-		}},
+		Cache:                  cacheopts.Options(cacheopts.Config{SystemNamespace: systemNamespace, ServerOnly: true}),
 	})
 	if err != nil {
 		return nil, nil, err
 	}
-	srv, err := Add(mgr, Options{BindAddress: bind, PublicBaseURL: "https://jwks.example", MaxCacheAge: 5 * time.Minute})
+	srv, err := Add(mgr, Options{
+		BindAddress: bind, PublicBaseURL: "https://jwks.example", MaxCacheAge: 5 * time.Minute,
+		SystemNamespace: systemNamespace, OrgBinding: true,
+	})
 	if err != nil {
 		return nil, nil, err
 	}
@@ -192,8 +197,56 @@ func (s *suite) namespace(t *testing.T, prefix string) string {
 	return name
 }
 
-// tenant creates a TenantIdentity, Published=True unless told otherwise.
+// systemNamespace is signet's own namespace in the suite, where claim
+// records live.
+const systemNamespace = "signet-system"
+
+// bind labels namespace ns with org, as the cluster admin does.
+func (s *suite) bind(t *testing.T, ns, org string) {
+	t.Helper()
+	var n corev1.Namespace
+	if err := s.client.Get(context.Background(), client.ObjectKey{Name: ns}, &n); err != nil {
+		t.Fatal(err)
+	}
+	patch := client.MergeFrom(n.DeepCopy())
+	if n.Labels == nil {
+		n.Labels = map[string]string{}
+	}
+	n.Labels[v1alpha1.LabelOrg] = org
+	if err := s.client.Patch(context.Background(), &n, patch); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// record writes signet's claim record naming ti the owner of its org/site,
+// as the controller does.
+func (s *suite) record(t *testing.T, ti *v1alpha1.TenantIdentity) {
+	t.Helper()
+	want := tenancy.ClaimRecord(systemNamespace, ti.Spec.Org, ti.Spec.SiteID, tenancy.Of(ti))
+	var cur corev1.ConfigMap
+	switch err := s.client.Get(context.Background(), client.ObjectKeyFromObject(want), &cur); {
+	case apierrors.IsNotFound(err):
+		s.create(t, want)
+	case err != nil:
+		t.Fatal(err)
+	default:
+		cur.Labels, cur.Data = want.Labels, want.Data
+		if err := s.client.Update(context.Background(), &cur); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// tenant creates a TenantIdentity in a namespace bound to its org,
+// Published=True unless told otherwise.
 func (s *suite) tenant(t *testing.T, ns, name, org, site string, status metav1.ConditionStatus) *v1alpha1.TenantIdentity {
+	t.Helper()
+	s.bind(t, ns, org)
+	return s.unboundTenant(t, ns, name, org, site, status)
+}
+
+// unboundTenant creates a TenantIdentity without binding its namespace.
+func (s *suite) unboundTenant(t *testing.T, ns, name, org, site string, status metav1.ConditionStatus) *v1alpha1.TenantIdentity {
 	t.Helper()
 	ctx := context.Background()
 	ti := &v1alpha1.TenantIdentity{
@@ -451,14 +504,31 @@ func TestEnvForgedConfigMaps(t *testing.T) {
 			younger := s.tenant(t, s.namespace(t, "dup-b"), "x", org, site, metav1.ConditionTrue)
 			s.configMap(t, younger, forged)
 		}, "real"},
-		// An older claim the controller does not publish (say its namespace
-		// is not bound to the org: a squatter) must not block the rightful one.
-		{"older claimant not Published: the younger Published one serves", func(t *testing.T, org, site string) {
-			older := s.tenant(t, s.namespace(t, "dup-a"), "x", org, site, metav1.ConditionFalse)
+		// An older claim in a namespace not bound to the org (a squatter)
+		// does not block the rightful one, whatever its status says.
+		{"older claimant unbound, its status forged Published: the younger bound one serves", func(t *testing.T, org, site string) {
+			older := s.unboundTenant(t, s.namespace(t, "dup-a"), "x", org, site, metav1.ConditionTrue)
 			s.configMap(t, older, forged)
 			younger := s.tenant(t, s.namespace(t, "dup-b"), "x", org, site, metav1.ConditionTrue)
 			s.configMap(t, younger, real)
 		}, "real"},
+		// Forged publication: a tenant whose namespace is not bound patches
+		// its own status to Published=True and writes a ConfigMap it
+		// controls for a free org/site of another org. A server-only
+		// replica (this suite's) re-derives the binding: nothing is served.
+		{"unbound claimant, status forged Published, a free org/site of another org", func(t *testing.T, org, site string) {
+			ns := s.namespace(t, "forged")
+			s.bind(t, ns, "attacker"+org)
+			squatter := s.unboundTenant(t, ns, "x", org, site, metav1.ConditionTrue)
+			s.configMap(t, squatter, forged)
+		}, "404"},
+		{"unbound claimant, status forged Published, a record naming it forged too (not in signet's namespace)", func(t *testing.T, org, site string) {
+			ns := s.namespace(t, "forged")
+			squatter := s.unboundTenant(t, ns, "x", org, site, metav1.ConditionTrue)
+			s.configMap(t, squatter, forged)
+			rec := tenancy.ClaimRecord(ns, org, site, tenancy.Of(squatter))
+			s.create(t, rec)
+		}, "404"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -573,8 +643,8 @@ func serverRules(t *testing.T) []rbacv1.PolicyRule {
 		}
 		rules = append(rules, r)
 	}
-	if len(rules) != 2 {
-		t.Fatalf("found %d RBAC markers in doc.go, want 2", len(rules))
+	if len(rules) != 3 {
+		t.Fatalf("found %d RBAC markers in doc.go, want 3", len(rules))
 	}
 	return rules
 }
@@ -634,6 +704,7 @@ func TestEnvServerOnlyRBAC(t *testing.T) {
 	org, site := uniqueOrg("rbac"), uuid.NewString()
 	k := genKey(t, "ES256", 0)
 	ti := s.tenant(t, s.namespace(t, "rbac"), "x", org, site, metav1.ConditionTrue)
+	s.record(t, ti) // read through the same rules
 	s.configMap(t, ti, k)
 	eventually(t, propagation, func() string {
 		rec := get(srv, http.MethodGet, docPath(org, site, routeJWKS))

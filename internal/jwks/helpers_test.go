@@ -154,7 +154,7 @@ func testServer(t testing.TB, opts Options) *Server {
 // put builds the entry of ti from cm and stores it.
 func (s *Server) put(t testing.TB, ti *v1alpha1.TenantIdentity, cm *corev1.ConfigMap) {
 	t.Helper()
-	e, err := buildEntry(gather(ti, cm, s.cfg))
+	e, err := buildEntry(documentInput(ti, cm, s.cfg))
 	if err != nil {
 		e = badEntry
 	}

@@ -47,6 +47,10 @@ var (
 		Name: "signet_jwks_documents_rebuilt_total",
 		Help: "Org/site entries rebuilt and stored because a TenantIdentity or JWKS ConfigMap changed what they serve.",
 	})
+	syncedGauge = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "signet_jwks_synced",
+		Help: "1 once this replica's JWKS server has read its cache and built every document (it answers 503 before), else 0.",
+	})
 	badDocuments = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "signet_jwks_bad_documents_total",
 		Help: "Rebuilds that refused an org/site because a stored key is malformed or not public (the org/site answers 502).",
@@ -54,7 +58,7 @@ var (
 )
 
 func init() {
-	metrics.Registry.MustRegister(requestsTotal, requestDuration, tenantsServed, documentsRebuilt, badDocuments)
+	metrics.Registry.MustRegister(requestsTotal, requestDuration, tenantsServed, documentsRebuilt, badDocuments, syncedGauge)
 }
 
 // statusCodes are every status the handler writes; index = codeIndex.

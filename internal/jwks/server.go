@@ -30,16 +30,13 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
-	"k8s.io/apimachinery/pkg/labels"
 	toolscache "k8s.io/client-go/tools/cache"
-	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/certwatcher"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	crlog "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
 
-	"github.com/signet-dev/signet/api/v1alpha1"
 	"github.com/signet-dev/signet/internal/tenancy"
 )
 
@@ -80,6 +77,14 @@ type Options struct {
 	// WatchNamespace restricts the served TenantIdentities and ConfigMaps to
 	// one namespace; "" serves all namespaces the cache sees.
 	WatchNamespace string
+	// SystemNamespace is signet's own namespace, where the controller keeps
+	// the claim records that say who owns an org/site. "" reads none: the
+	// oldest bound claim owns each org/site.
+	SystemNamespace string
+	// OrgBinding serves a TenantIdentity only when its namespace's label
+	// identity.signet.dev/org names its org (the manager's
+	// --org-binding=namespace-label). The server checks it itself.
+	OrgBinding bool
 }
 
 // Server serves the JWKS documents. It is an http.Handler and, through Add,
@@ -105,23 +110,15 @@ var (
 	_ manager.LeaderElectionRunnable = (*Server)(nil)
 )
 
-// ConfigMapCacheOptions is the cache configuration Add relies on for
-// ConfigMaps: only JWKS ConfigMaps (identity.signet.dev/component=jwks),
-// so the cache does not hold every ConfigMap of the cluster. cmd/manager
-// sets it as cache.Options.ByObject[&corev1.ConfigMap{}].
-func ConfigMapCacheOptions() cache.ByObject {
-	return cache.ByObject{Label: labels.SelectorFromSet(labels.Set{v1alpha1.LabelComponent: v1alpha1.ComponentJWKS})}
-}
-
 // Add registers the JWKS server with mgr: the tenancy.OrgSiteField index on
-// TenantIdentity, event handlers on the informers of TenantIdentity and
-// ConfigMap, the rebuild loop, and (unless BindAddress is "0") the HTTP
+// TenantIdentity, event handlers on the informers of TenantIdentity,
+// ConfigMap and Namespace, the rebuild loop, and (unless BindAddress is "0") the HTTP
 // server and, with TLS, the certificate watcher. All of them run in every
 // replica (NeedLeaderElection is false).
 //
 // Requirements on mgr: its scheme knows v1alpha1 and core/v1, and its cache
-// should select ConfigMaps with ConfigMapCacheOptions (the server ignores
-// other ConfigMaps anyway, but an unselected cache holds them all). The
+// should be configured with internal/cacheopts (the server ignores other
+// objects anyway, but an unselected cache holds them all). The
 // listener is opened here, as controller-runtime does for its probe
 // listener, so a bad address fails Add and the HTTP server can start with
 // the manager's first runnables, answering 503 until the cache has synced.

@@ -16,43 +16,24 @@ limitations under the License.
 
 package jwks
 
-import (
-	corev1 "k8s.io/api/core/v1"
-	"sigs.k8s.io/controller-runtime/pkg/client"
-
-	"github.com/signet-dev/signet/api/v1alpha1"
-)
-
-// Load replaces everything s serves with what the given TenantIdentities
-// and ConfigMaps publish, under the same rules as the watcher (claim
-// winner, Published, trusted ConfigMap, public keys only), and marks s
-// synced. It is for a Server made by NewServer: a snapshot, no watch.
-// It returns how many org/sites are served (bad ones excluded).
-func (s *Server) Load(tis []v1alpha1.TenantIdentity, cms []corev1.ConfigMap) int {
-	claims := map[tenantKey][]v1alpha1.TenantIdentity{}
-	for _, ti := range tis {
-		if k, ok := tenantIdentityKey(&ti); ok && s.inScope(ti.Namespace) {
-			claims[k] = append(claims[k], ti)
-		}
-	}
-	byName := make(map[client.ObjectKey]*corev1.ConfigMap, len(cms))
-	for i := range cms {
-		byName[client.ObjectKeyFromObject(&cms[i])] = &cms[i]
-	}
-	getConfigMap := func(key client.ObjectKey) (*corev1.ConfigMap, error) { return byName[key], nil }
-
+// Load replaces everything s serves with what snap publishes, under the
+// same rules and through the same resolve and commit as the watcher, and
+// marks s synced. It is for a Server made by NewServer: a snapshot, no
+// watch (tools, benchmarks, hack/loadtest). It returns how many org/sites
+// are served (bad ones excluded).
+func (s *Server) Load(snap Snapshot) int {
+	v := newSnapshotView(snap, s.opts)
 	changes := map[tenantKey]*entry{}
 	if m := s.store.current.Load(); m != nil {
 		for k := range *m {
 			changes[k] = nil // gone unless claimed below
 		}
 	}
-	for k, claimants := range claims {
-		changes[k], _ = s.decide(k, claimants, getConfigMap) // the getter cannot fail
+	for k := range v.byOrgSite {
+		changes[k], _ = s.resolve(k, v) // a snapshot view cannot fail
 	}
-	changed, served := s.store.apply(changes)
-	documentsRebuilt.Add(float64(changed))
-	tenantsServed.Set(float64(served))
+	served := s.commit(changes)
 	s.synced.Store(true)
+	syncedGauge.Set(1)
 	return served
 }

@@ -20,12 +20,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	toolscache "k8s.io/client-go/tools/cache"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -44,49 +42,73 @@ const retryDelay = time.Second
 // ConfigMap in one reconcile) becomes one rebuild, and a burst over many
 // org/sites becomes one copy of the store.
 type coalescer struct {
-	mu    sync.Mutex
-	dirty map[tenantKey]struct{}
-	kick  chan struct{} // capacity 1: "the set is not empty"
+	mu         sync.Mutex
+	dirty      map[tenantKey]struct{}
+	namespaces map[string]struct{} // namespaces whose labels changed: their org/sites are dirty
+	kick       chan struct{}       // capacity 1: "the set is not empty"
 }
 
 func newCoalescer() *coalescer {
-	return &coalescer{dirty: map[tenantKey]struct{}{}, kick: make(chan struct{}, 1)}
+	return &coalescer{dirty: map[tenantKey]struct{}{}, namespaces: map[string]struct{}{}, kick: make(chan struct{}, 1)}
 }
 
 func (c *coalescer) add(k tenantKey) {
 	c.mu.Lock()
 	c.dirty[k] = struct{}{}
 	c.mu.Unlock()
+	c.wake()
+}
+
+func (c *coalescer) addNamespace(ns string) {
+	c.mu.Lock()
+	c.namespaces[ns] = struct{}{}
+	c.mu.Unlock()
+	c.wake()
+}
+
+func (c *coalescer) wake() {
 	select {
 	case c.kick <- struct{}{}:
 	default: // a kick is pending already
 	}
 }
 
-// take empties the set and returns what it held.
-func (c *coalescer) take() map[tenantKey]struct{} {
+// take empties the sets and returns what they held.
+func (c *coalescer) take() (map[tenantKey]struct{}, map[string]struct{}) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	taken := c.dirty
+	taken, namespaces := c.dirty, c.namespaces
 	c.dirty = make(map[tenantKey]struct{}, len(taken))
-	return taken
+	c.namespaces = map[string]struct{}{}
+	return taken, namespaces
 }
 
 // What an org/site's documents depend on: the TenantIdentities claiming it
-// (spec, creation time, Published) and the ConfigMaps whose labels name it
-// (only a ConfigMap labelled with an org/site can serve it). So an event
-// marks the org/site of the object before and after the change, and
-// nothing else: no event reaches beyond its own org/site.
+// (spec, creation time, Published), the ConfigMaps whose labels name it
+// (only a ConfigMap labelled with an org/site can serve it), its claim
+// record, and the labels of the claimants' namespaces. So an event marks
+// the org/site of the object before and after the change (a namespace
+// event, the org/sites of its TenantIdentities), and nothing else: no
+// event reaches beyond its own org/sites.
 
 // tenantIdentityKey is the org/site a TenantIdentity claims.
 func tenantIdentityKey(ti *v1alpha1.TenantIdentity) (tenantKey, bool) {
 	return tenantKey{ti.Spec.Org, ti.Spec.SiteID}, ti.Spec.Org != "" && ti.Spec.SiteID != ""
 }
 
-// configMapKey is the org/site a JWKS ConfigMap's labels name.
-func configMapKey(cm *corev1.ConfigMap) (tenantKey, bool) {
+// configMapTenant is the org/site a JWKS ConfigMap's labels name, or that
+// a claim record in the system namespace records.
+func (s *Server) configMapTenant(cm *corev1.ConfigMap) (tenantKey, bool) {
 	k := tenantKey{cm.Labels[v1alpha1.LabelOrg], cm.Labels[v1alpha1.LabelSite]}
-	return k, k.org != "" && k.site != "" && cm.Labels[v1alpha1.LabelComponent] == v1alpha1.ComponentJWKS
+	switch c := cm.Labels[v1alpha1.LabelComponent]; {
+	case k.org == "" || k.site == "":
+		return k, false
+	case c == v1alpha1.ComponentJWKS:
+		return k, s.inScope(cm.Namespace)
+	case c == tenancy.ComponentClaim:
+		return k, cm.Namespace == s.opts.SystemNamespace && s.opts.SystemNamespace != ""
+	}
+	return k, false
 }
 
 // eventHandler marks the org/sites named by the old and new object.
@@ -104,8 +126,11 @@ func (s *Server) eventHandler() toolscache.ResourceEventHandler {
 			k, ok = tenantIdentityKey(o)
 			ok = ok && s.inScope(o.Namespace)
 		case *corev1.ConfigMap:
-			k, ok = configMapKey(o)
-			ok = ok && s.inScope(o.Namespace)
+			k, ok = s.configMapTenant(o)
+		case *corev1.Namespace:
+			if s.opts.OrgBinding && s.inScope(o.Name) {
+				s.queue.addNamespace(o.Name)
+			}
 		}
 		if ok {
 			s.queue.add(k)
@@ -126,7 +151,7 @@ func (s *Server) inScope(namespace string) bool {
 // watch registers the event handlers on the cache's informers. It does not
 // start them: the manager starts its cache.
 func (s *Server) watch(ctx context.Context, informers cache.Informers) error {
-	for _, obj := range []client.Object{&v1alpha1.TenantIdentity{}, &corev1.ConfigMap{}} {
+	for _, obj := range []client.Object{&v1alpha1.TenantIdentity{}, &corev1.ConfigMap{}, &corev1.Namespace{}} {
 		inf, err := informers.GetInformer(ctx, obj)
 		if err != nil {
 			return fmt.Errorf("jwks: informer for %T: %w", obj, err)
@@ -157,6 +182,7 @@ func (s *Server) Start(ctx context.Context) error {
 	}
 	s.rebuild(ctx)
 	s.synced.Store(true)
+	syncedGauge.Set(1)
 	s.log.Info("JWKS documents ready", "tenants", s.store.len())
 	for {
 		select {
@@ -173,13 +199,27 @@ func (s *Server) NeedLeaderElection() bool { return false }
 
 // rebuild resolves every marked org/site and stores the result in one swap.
 func (s *Server) rebuild(ctx context.Context) {
-	marked := s.queue.take()
+	marked, namespaces := s.queue.take()
+	v := cacheView{ctx: ctx, reader: s.reader, opts: s.opts}
+	for ns := range namespaces {
+		tis, err := v.inNamespace(ns)
+		if err != nil {
+			s.log.Error(err, "Cannot list the TenantIdentities of a namespace; retrying", "namespace", ns)
+			time.AfterFunc(retryDelay, func() { s.queue.addNamespace(ns) })
+			continue
+		}
+		for i := range tis {
+			if k, ok := tenantIdentityKey(&tis[i]); ok {
+				marked[k] = struct{}{}
+			}
+		}
+	}
 	if len(marked) == 0 {
 		return
 	}
 	changes := make(map[tenantKey]*entry, len(marked))
 	for k := range marked {
-		e, err := s.resolve(ctx, k)
+		e, err := s.resolve(k, v)
 		if err != nil {
 			s.log.Error(err, "Cannot resolve org/site; keeping what is served", "org", k.org, "site", k.site)
 			time.AfterFunc(retryDelay, func() { s.queue.add(k) })
@@ -187,67 +227,56 @@ func (s *Server) rebuild(ctx context.Context) {
 		}
 		changes[k] = e
 	}
+	s.commit(changes)
+}
+
+// commit stores a batch of changes (a nil entry removes the org/site) and
+// keeps the gauges: the one path by which the rebuild loop and Load change
+// what is served.
+func (s *Server) commit(changes map[tenantKey]*entry) int {
 	changed, served := s.store.apply(changes)
 	documentsRebuilt.Add(float64(changed))
 	tenantsServed.Set(float64(served))
+	return served
 }
 
-// resolve reads what org/site k serves now from the cache.
-func (s *Server) resolve(ctx context.Context, k tenantKey) (*entry, error) {
-	claimants, err := s.listClaimants(ctx, k)
+// resolve is what org/site k serves now, as v shows it: nil for nothing.
+// The owner (ownership.go) must have a trusted ConfigMap. A bad key yields
+// badEntry (502), logged without the document.
+func (s *Server) resolve(k tenantKey, v view) (*entry, error) {
+	claims, err := v.claims(k)
+	if err != nil || len(claims) == 0 {
+		return nil, err
+	}
+	record, err := v.record(k)
 	if err != nil {
 		return nil, err
 	}
-	return s.decide(k, claimants, func(key client.ObjectKey) (*corev1.ConfigMap, error) {
-		cm := &corev1.ConfigMap{}
-		if err := s.reader.Get(ctx, key, cm); err != nil {
-			if apierrors.IsNotFound(err) {
-				return nil, nil
+	labels := map[string]map[string]string{}
+	if s.opts.OrgBinding {
+		for _, c := range claims {
+			if _, seen := labels[c.Namespace]; !seen {
+				if labels[c.Namespace], err = v.namespaceLabels(c.Namespace); err != nil {
+					return nil, err
+				}
 			}
-			return nil, err
 		}
-		return cm, nil
-	})
-}
-
-// listClaimants lists the TenantIdentities claiming k through the field
-// index: resolving one org/site never lists all TenantIdentities.
-func (s *Server) listClaimants(ctx context.Context, k tenantKey) ([]v1alpha1.TenantIdentity, error) {
-	var list v1alpha1.TenantIdentityList
-	opts := []client.ListOption{client.MatchingFields{tenancy.OrgSiteField: k.String()}}
-	if s.opts.WatchNamespace != "" {
-		opts = append(opts, client.InNamespace(s.opts.WatchNamespace))
 	}
-	if err := s.reader.List(ctx, &list, opts...); err != nil {
-		return nil, err
-	}
-	return list.Items, nil
-}
-
-// configMapGetter returns the ConfigMap named key, nil when there is none.
-type configMapGetter func(key client.ObjectKey) (*corev1.ConfigMap, error)
-
-// decide is what org/site k serves, nil for nothing: the claim winner among
-// claimants must be Published and its ConfigMap (found by getConfigMap)
-// trusted. A bad key yields badEntry (502), logged without the document.
-func (s *Server) decide(k tenantKey, claimants []v1alpha1.TenantIdentity, getConfigMap configMapGetter) (*entry, error) {
-	// Only claims the controller publishes compete: an older claim it
-	// refused (org not bound) must not silence the rightful owner.
-	winner := tenancy.Winner(slices.DeleteFunc(slices.Clone(claimants), func(ti v1alpha1.TenantIdentity) bool { return !published(&ti) }))
-	if winner == nil {
+	o := owner(facts{claims: claims, record: record, labels: func(ns string) map[string]string { return labels[ns] }, binding: s.opts.OrgBinding})
+	if o == nil {
 		return nil, nil
 	}
-	name := client.ObjectKey{Namespace: winner.Namespace, Name: v1alpha1.JWKSConfigMapName(winner.Name)}
-	cm, err := getConfigMap(name)
+	name := client.ObjectKey{Namespace: o.Namespace, Name: v1alpha1.JWKSConfigMapName(o.Name)}
+	cm, err := v.configMap(name)
 	if err != nil || cm == nil {
 		return nil, err
 	}
 	log := s.log.WithValues("org", k.org, "site", k.site, "configMap", name)
-	if why := distrust(cm, winner); why != "" {
+	if why := distrust(cm, o); why != "" {
 		log.Info("Not serving an untrusted JWKS ConfigMap", "reason", why)
 		return nil, nil
 	}
-	e, err := buildEntry(gather(winner, cm, s.cfg))
+	e, err := buildEntry(documentInput(o, cm, s.cfg))
 	if err != nil {
 		// err names the entry and the members at fault, never a value.
 		log.Error(err, "Refusing the JWKS ConfigMap: every document of this org/site answers 502")

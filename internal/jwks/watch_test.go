@@ -73,8 +73,20 @@ func (l *logBuffer) String() string { l.mu.Lock(); defer l.mu.Unlock(); return l
 
 // fakeServer is a Server reading objs through a fake client that has the
 // tenancy.OrgSiteField, as the manager's cache has once Add registered it.
+//
+// Without a Namespace among objs, every TenantIdentity's namespace is
+// bound to its org, as the admin would have done.
 func fakeServer(t testing.TB, objs ...client.Object) (*Server, *countingReader, *logBuffer) {
 	t.Helper()
+	if !slices.ContainsFunc(objs, func(o client.Object) bool { _, ok := o.(*corev1.Namespace); return ok }) {
+		bound := map[string]bool{}
+		for _, o := range slices.Clone(objs) {
+			if ti, ok := o.(*v1alpha1.TenantIdentity); ok && !bound[ti.Namespace] {
+				bound[ti.Namespace] = true
+				objs = append(objs, boundNamespace(ti.Namespace, ti.Spec.Org))
+			}
+		}
+	}
 	c := fake.NewClientBuilder().WithScheme(testScheme(t)).
 		WithIndex(&v1alpha1.TenantIdentity{}, tenancy.OrgSiteField, tenancy.OrgSiteValues).
 		WithObjects(objs...).Build()
@@ -85,7 +97,7 @@ func fakeServer(t testing.TB, objs ...client.Object) (*Server, *countingReader, 
 		fmt.Fprintln(&logs.b, prefix, args)
 		logs.mu.Unlock()
 	}, funcr.Options{Verbosity: 10})
-	s, err := newServer(reader, Options{PublicBaseURL: "https://jwks.example", MaxCacheAge: time.Minute}, log)
+	s, err := newServer(reader, trustOptions, log)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -108,13 +120,25 @@ func servedKIDs(t *testing.T, s *Server, org, site string) string {
 	return strings.Join(kids, ",")
 }
 
+// trustOptions are those of the operator: org binding on, claim records in
+// signet-system.
+var trustOptions = Options{PublicBaseURL: "https://jwks.example", MaxCacheAge: time.Minute, OrgBinding: true, SystemNamespace: "signet-system"}
+
+// boundNamespace is a namespace the cluster admin bound to org.
+func boundNamespace(name, org string) *corev1.Namespace {
+	return &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{v1alpha1.LabelOrg: org}}}
+}
+
 // TestResolveTrust plays the controller and an attacker with the fake
-// client: only the ConfigMap of the Published claim winner, controlled by
-// it, with its org/site, is ever served.
+// client: only the ConfigMap of the org/site's owner, as the server
+// re-derives it (bound namespace, claim record, oldest claim), controlled by
+// it, with its org/site, is ever served; a status may withhold, never grant.
 func TestResolveTrust(t *testing.T) {
 	good, forged, extra := genKey(t, "ES256", 0), genKey(t, "ES256", 1), genKey(t, "ES256", 2)
 	owner := newTI("tenant-acme", "acme", "acme", siteA, epoch, metav1.ConditionTrue)
 	ownerCM := jwksConfigMap(owner, "1", good)
+	acmeNS, attackerNS := boundNamespace("tenant-acme", "acme"), boundNamespace("attacker", "acme")
+	unboundNS := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "squatter"}}
 
 	// forgedCM is an attacker's ConfigMap in namespace ns with the jwks labels
 	// of acme/siteA, shaped by mutate.
@@ -127,51 +151,77 @@ func TestResolveTrust(t *testing.T) {
 		return cm
 	}
 	attackerTI := newTI("attacker", "acme", "acme", siteA, epoch.Add(time.Hour), metav1.ConditionTrue)
+	attackerCM := jwksConfigMap(attackerTI, "9", forged)
+	// squatterTI claims acme/siteA first, from a namespace not bound to acme,
+	// its status patched Published=True.
+	squatterTI := newTI("squatter", "acme", "acme", siteA, epoch.Add(-time.Hour), metav1.ConditionTrue)
+	squatterCM := jwksConfigMap(squatterTI, "9", forged)
+	record := func(ti *v1alpha1.TenantIdentity) *corev1.ConfigMap {
+		return tenancy.ClaimRecord("signet-system", "acme", siteA, tenancy.Of(ti))
+	}
 
 	tests := []struct {
 		name string
 		objs []client.Object
 		want string // kids served for acme/siteA, or the status
 	}{
-		{"controller's ConfigMap", []client.Object{owner, ownerCM}, good.KID},
-		{"no ConfigMap yet", []client.Object{owner}, "404"},
-		{"no TenantIdentity", []client.Object{ownerCM}, "404"},
-		{"Published=False", []client.Object{newTI("tenant-acme", "acme", "acme", siteA, epoch, metav1.ConditionFalse), ownerCM}, "404"},
-		{"no Published condition", []client.Object{newTI("tenant-acme", "acme", "acme", siteA, epoch, ""), ownerCM}, "404"},
+		{"controller's ConfigMap", []client.Object{acmeNS, owner, ownerCM}, good.KID},
+		{"no ConfigMap yet", []client.Object{acmeNS, owner}, "404"},
+		{"no TenantIdentity", []client.Object{acmeNS, ownerCM}, "404"},
+		{"Published=False withholds", []client.Object{acmeNS, newTI("tenant-acme", "acme", "acme", siteA, epoch, metav1.ConditionFalse), ownerCM}, "404"},
+		{"no Published condition: the status grants nothing, nor does it withhold", []client.Object{acmeNS, newTI("tenant-acme", "acme", "acme", siteA, epoch, ""), ownerCM}, good.KID},
+		{"namespace not bound to the org", []client.Object{boundNamespace("tenant-acme", "globex"), owner, ownerCM}, "404"},
+		{"namespace gone", []client.Object{unboundNS, owner, ownerCM}, "404"},
 		{"forged: no owner, no TenantIdentity", []client.Object{
-			forgedCM("attacker", "acme", func(cm *corev1.ConfigMap) { cm.OwnerReferences = nil }),
+			acmeNS, forgedCM("attacker", "acme", func(cm *corev1.ConfigMap) { cm.OwnerReferences = nil }),
 		}, "404"},
 		{"forged: no owner, beside a real TenantIdentity", []client.Object{
-			owner, forgedCM("tenant-acme", "acme", func(cm *corev1.ConfigMap) { cm.OwnerReferences = nil }),
+			acmeNS, owner, forgedCM("tenant-acme", "acme", func(cm *corev1.ConfigMap) { cm.OwnerReferences = nil }),
 		}, "404"},
 		{"forged: wrong owner UID", []client.Object{
-			owner, forgedCM("tenant-acme", "acme", func(cm *corev1.ConfigMap) { cm.OwnerReferences[0].UID = "forged" }),
+			acmeNS, owner, forgedCM("tenant-acme", "acme", func(cm *corev1.ConfigMap) { cm.OwnerReferences[0].UID = "forged" }),
 		}, "404"},
 		{"forged: owner TenantIdentity in another namespace", []client.Object{
-			owner, ownerCM,
+			acmeNS, owner, ownerCM,
 			forgedCM("attacker", "acme", func(cm *corev1.ConfigMap) { cm.OwnerReferences[0].UID = owner.UID }),
 		}, good.KID},
 		{"forged: owner in another namespace, owner has no ConfigMap", []client.Object{
-			owner, forgedCM("attacker", "acme", func(cm *corev1.ConfigMap) { cm.OwnerReferences[0].UID = owner.UID }),
+			acmeNS, owner, forgedCM("attacker", "acme", func(cm *corev1.ConfigMap) { cm.OwnerReferences[0].UID = owner.UID }),
 		}, "404"},
 		{"mismatched org label", []client.Object{
-			owner, func() *corev1.ConfigMap {
+			acmeNS, owner, func() *corev1.ConfigMap {
 				cm := jwksConfigMap(owner, "1", forged)
 				cm.Labels[v1alpha1.LabelOrg] = "evil"
 				return cm
 			}(),
 		}, "404"},
-		{"younger duplicate claimant", []client.Object{
-			owner, ownerCM, attackerTI, jwksConfigMap(attackerTI, "9", forged),
+		{"younger duplicate claimant", []client.Object{acmeNS, attackerNS, owner, ownerCM, attackerTI, attackerCM}, good.KID},
+		// The status can withhold only the TenantIdentity's own documents:
+		// it does not hand the org/site to a rival.
+		{"the owner's status withholds: no rival takes over", []client.Object{
+			acmeNS, attackerNS, newTI("tenant-acme", "acme", "acme", siteA, epoch, metav1.ConditionFalse), ownerCM, attackerTI, attackerCM,
+		}, "404"},
+		// Forged publication: an older claim from an unbound namespace, its
+		// status patched Published=True, does not serve, nor block the owner.
+		{"older squatter, unbound, status forged", []client.Object{acmeNS, unboundNS, squatterTI, squatterCM, owner, ownerCM}, good.KID},
+		{"squatter alone on a free org/site", []client.Object{unboundNS, squatterTI, squatterCM}, "404"},
+		// Displacement: the claim record keeps the published owner, even
+		// when an older claim becomes bound later.
+		{"recorded owner stays though an older claim is bound now", []client.Object{
+			acmeNS, boundNamespace("squatter", "acme"), squatterTI, squatterCM, owner, ownerCM, record(owner),
 		}, good.KID},
-		// Only Published claims compete: an older claim the controller
-		// refused (say, org not bound) does not block the younger one.
-		{"younger claimant while the older is not Published", []client.Object{
-			newTI("tenant-acme", "acme", "acme", siteA, epoch, metav1.ConditionFalse), ownerCM,
-			attackerTI, jwksConfigMap(attackerTI, "9", forged),
+		{"without the record the oldest bound claim owns it", []client.Object{
+			acmeNS, boundNamespace("squatter", "acme"), squatterTI, squatterCM, owner, ownerCM,
+		}, forged.KID},
+		{"a record naming a deleted TenantIdentity: the oldest bound claim", []client.Object{
+			acmeNS, attackerNS, attackerTI, attackerCM, record(owner),
+		}, forged.KID},
+		{"a record outside signet's namespace counts for nothing", []client.Object{
+			acmeNS, boundNamespace("squatter", "acme"), squatterTI, squatterCM, owner, ownerCM,
+			tenancy.ClaimRecord("tenant-acme", "acme", siteA, tenancy.Of(owner)),
 		}, forged.KID},
 		{"ConfigMap not named <ti>-jwks", []client.Object{
-			owner, func() *corev1.ConfigMap {
+			acmeNS, owner, func() *corev1.ConfigMap {
 				cm := jwksConfigMap(owner, "1", extra)
 				cm.Name = "other"
 				return cm
@@ -180,7 +230,7 @@ func TestResolveTrust(t *testing.T) {
 	}
 	for _, tt := range tests {
 		// The watcher (reads through a cache) and Load (a snapshot) share
-		// decide: both must agree on every case.
+		// resolve: both must agree on every case.
 		t.Run(tt.name+"/watch", func(t *testing.T) {
 			s, _, _ := fakeServer(t, tt.objs...)
 			s.queue.add(tenantKey{"acme", siteA})
@@ -189,18 +239,19 @@ func TestResolveTrust(t *testing.T) {
 			checkServed(t, s, tt.want)
 		})
 		t.Run(tt.name+"/snapshot", func(t *testing.T) {
-			s := testServer(t, Options{})
-			var tis []v1alpha1.TenantIdentity
-			var cms []corev1.ConfigMap
+			s := testServer(t, trustOptions)
+			var snap Snapshot
 			for _, o := range tt.objs {
 				switch o := o.(type) {
 				case *v1alpha1.TenantIdentity:
-					tis = append(tis, *o)
+					snap.TenantIdentities = append(snap.TenantIdentities, *o)
 				case *corev1.ConfigMap:
-					cms = append(cms, *o)
+					snap.ConfigMaps = append(snap.ConfigMaps, *o)
+				case *corev1.Namespace:
+					snap.Namespaces = append(snap.Namespaces, *o)
 				}
 			}
-			s.Load(tis, cms)
+			s.Load(snap)
 			checkServed(t, s, tt.want)
 		})
 	}
@@ -227,10 +278,10 @@ func TestLoadReplaces(t *testing.T) {
 	if err := s.Start(context.Background()); err == nil {
 		t.Errorf("Start without a manager must fail")
 	}
-	if n := s.Load([]v1alpha1.TenantIdentity{*a, *b}, []corev1.ConfigMap{*jwksConfigMap(a, "1", k), *jwksConfigMap(b, "1", k)}); n != 2 {
+	if n := s.Load(Snapshot{TenantIdentities: []v1alpha1.TenantIdentity{*a, *b}, ConfigMaps: []corev1.ConfigMap{*jwksConfigMap(a, "1", k), *jwksConfigMap(b, "1", k)}}); n != 2 {
 		t.Fatalf("served %d", n)
 	}
-	if n := s.Load([]v1alpha1.TenantIdentity{*b}, []corev1.ConfigMap{*jwksConfigMap(b, "1", k)}); n != 1 {
+	if n := s.Load(Snapshot{TenantIdentities: []v1alpha1.TenantIdentity{*b}, ConfigMaps: []corev1.ConfigMap{*jwksConfigMap(b, "1", k)}}); n != 1 {
 		t.Fatalf("served %d after removing one", n)
 	}
 	if got := servedKIDs(t, s, "acme", siteA); got != "404" {
@@ -312,29 +363,41 @@ func TestEventHandlerMarks(t *testing.T) {
 	plain := cm.DeepCopy()
 	delete(plain.Labels, v1alpha1.LabelComponent)
 	otherNS := newTI("elsewhere", "x", "other", siteA, epoch, metav1.ConditionTrue)
+	record := tenancy.ClaimRecord("signet-system", "acme", siteA, tenancy.Of(ti))
+	forgedRecord := tenancy.ClaimRecord("ns", "acme", siteA, tenancy.Of(ti))
+	namespace := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "ns"}}
 	tests := []struct {
-		name  string
-		scope string
-		event func(h toolscache.ResourceEventHandler)
-		want  []string
+		name    string
+		scope   string
+		binding bool
+		event   func(h toolscache.ResourceEventHandler)
+		want    []string
 	}{
-		{"TenantIdentity added", "", func(h toolscache.ResourceEventHandler) { h.OnAdd(ti, false) }, []string{"acme/" + siteA}},
-		{"ConfigMap relabelled: old and new org/site", "", func(h toolscache.ResourceEventHandler) { h.OnUpdate(cm, relabelled) },
+		{"claim record in signet's namespace", "", false, func(h toolscache.ResourceEventHandler) { h.OnAdd(record, false) }, []string{"acme/" + siteA}},
+		{"claim record elsewhere: no one's", "", false, func(h toolscache.ResourceEventHandler) { h.OnAdd(forgedRecord, false) }, nil},
+		{"namespace relabelled, binding on: its tenants", "", true, func(h toolscache.ResourceEventHandler) { h.OnUpdate(namespace, namespace) }, []string{"ns:ns"}},
+		{"namespace relabelled, binding off: nothing", "", false, func(h toolscache.ResourceEventHandler) { h.OnUpdate(namespace, namespace) }, nil},
+		{"TenantIdentity added", "", false, func(h toolscache.ResourceEventHandler) { h.OnAdd(ti, false) }, []string{"acme/" + siteA}},
+		{"ConfigMap relabelled: old and new org/site", "", false, func(h toolscache.ResourceEventHandler) { h.OnUpdate(cm, relabelled) },
 			[]string{"acme/" + siteA, "evil/" + siteA}},
-		{"ConfigMap deleted, tombstone", "", func(h toolscache.ResourceEventHandler) {
+		{"ConfigMap deleted, tombstone", "", false, func(h toolscache.ResourceEventHandler) {
 			h.OnDelete(toolscache.DeletedFinalStateUnknown{Key: "ns/x-jwks", Obj: cm})
 		}, []string{"acme/" + siteA}},
-		{"ConfigMap without the jwks label", "", func(h toolscache.ResourceEventHandler) { h.OnAdd(plain, false) }, nil},
-		{"outside WatchNamespace", "ns", func(h toolscache.ResourceEventHandler) { h.OnAdd(otherNS, false) }, nil},
-		{"inside WatchNamespace", "ns", func(h toolscache.ResourceEventHandler) { h.OnAdd(ti, false) }, []string{"acme/" + siteA}},
+		{"ConfigMap without the jwks label", "", false, func(h toolscache.ResourceEventHandler) { h.OnAdd(plain, false) }, nil},
+		{"outside WatchNamespace", "ns", false, func(h toolscache.ResourceEventHandler) { h.OnAdd(otherNS, false) }, nil},
+		{"inside WatchNamespace", "ns", false, func(h toolscache.ResourceEventHandler) { h.OnAdd(ti, false) }, []string{"acme/" + siteA}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			s := testServer(t, Options{WatchNamespace: tt.scope})
+			s := testServer(t, Options{WatchNamespace: tt.scope, SystemNamespace: "signet-system", OrgBinding: tt.binding})
 			tt.event(s.eventHandler())
 			var got []string
-			for k := range s.queue.take() {
+			keys, namespaces := s.queue.take()
+			for k := range keys {
 				got = append(got, k.String())
+			}
+			for ns := range namespaces {
+				got = append(got, "ns:"+ns)
 			}
 			slices.Sort(got)
 			if !slices.Equal(got, tt.want) {

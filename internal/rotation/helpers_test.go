@@ -68,6 +68,9 @@ func fmtPlan(p Plan) string {
 	fmt.Fprintf(&b, "events  %v\n", events)
 	fmt.Fprintf(&b, "trigger %q\nnext    %s\n", p.HandledTrigger, fmtTime(p.NextChange))
 	fmt.Fprintf(&b, "suspend %v pending %v\n", p.Suspended, p.PendingRevocations)
+	if p.Blocked != "" {
+		fmt.Fprintf(&b, "blocked %s\n", p.Blocked)
+	}
 	return b.String()
 }
 
@@ -94,7 +97,7 @@ func sameOutcome(a, b Plan) bool {
 	return sameCreate && sameKeys(a.Keys, b.Keys) && sameKeys(a.Orphans, b.Orphans) &&
 		a.ActiveKID == b.ActiveKID && slices.Equal(a.Published, b.Published) &&
 		a.HandledTrigger == b.HandledTrigger && a.NextChange.Equal(b.NextChange) &&
-		a.Suspended == b.Suspended && slices.Equal(a.PendingRevocations, b.PendingRevocations)
+		a.Suspended == b.Suspended && slices.Equal(a.PendingRevocations, b.PendingRevocations) && a.Blocked == b.Blocked
 }
 
 // samePlan: a and b are the same decisions.
@@ -283,7 +286,7 @@ func planProblems(in Input, p Plan) []string {
 		fail("NextChange %s is not after now %s", fmtTime(p.NextChange), fmtTime(in.Now))
 	}
 	wantTrigger := in.Trigger
-	if wantTrigger == "" {
+	if wantTrigger == "" || strings.HasPrefix(p.Blocked, fmt.Sprintf("rotationTrigger %q waits", in.Trigger)) {
 		wantTrigger = in.LastTrigger
 	}
 	if p.HandledTrigger != wantTrigger {

@@ -27,16 +27,17 @@ limitations under the License.
 //
 //	plan := Decide(in)
 //	if plan.Create != nil {
-//		// generate the key, store its Secret with plan.Create.Record and the
-//		// new kid, append that record to in.Keys, then on the same in.Now:
-//		plan = Decide(in)  // accepts the new key as-is, creates nothing
+//		// generate the key and store its Secret with plan.Create.Record
+//		// and the new kid, then, on the same in.Now:
+//		in, plan = Created(in, plan, kid) // accepts the new key, creates nothing
 //	}
 //	// then, in this order (each step is safe to interrupt):
 //	//  1. write the records of plan.Keys that changed, in plan.Keys order
 //	//     (the Active key first, so a crash never leaves no Active record);
-//	//  2. delete the Secrets of plan.Delete;
-//	//  3. write the ConfigMap with plan.Published (public keys only);
-//	//  4. point the signing Secret at plan.ActiveKID (unless it is "");
+//	//  2. write the ConfigMap with plan.Published (public keys only);
+//	//  3. point the signing Secret at plan.ActiveKID (unless it is "");
+//	//  4. delete the Secrets of plan.Delete, now that they are unpublished
+//	//     and sign no more (a failed write above destroys nothing);
 //	//  5. write the status (HandledTrigger, the keys and the orphans with
 //	//     their RemovesAt, NextChange).
 //
@@ -91,6 +92,27 @@ type Policy struct {
 	PrePublish     time.Duration
 	Overlap        time.Duration
 	TokenTTL       time.Duration
+	// SigningPropagation is how long after the signing Secret switches to
+	// a new key a workload that mounts it may still sign with the old one
+	// (kubelet refreshes a mounted Secret at its next sync). A replaced
+	// key's overlap counts from then. Zero when nothing mounts the Secret.
+	SigningPropagation time.Duration
+}
+
+// Retention is how long a key stays published after the signing Secret
+// stopped holding it: until every mounting workload can have stopped
+// signing with it, plus the overlap its last tokens need.
+func (p Policy) Retention() time.Duration { return p.SigningPropagation + p.Overlap }
+
+// MaxKeys is the most keys a TenantIdentity holds at once.
+const MaxKeys = 10
+
+// KeysHeld is the most keys the policy holds at once in steady state: the
+// Active key, one Next key, and the Retired keys still inside their
+// retention (one per rotation period it spans).
+func (p Policy) KeysHeld() int {
+	retired := int((p.Retention() + p.RotationPeriod - 1) / p.RotationPeriod)
+	return retired + 2
 }
 
 // Key is one stored key's record, the durable truth kept in its Secret.
@@ -104,7 +126,7 @@ type Key struct {
 	ActivatesAt time.Time // Next: planned activation; Active/Retired: when it became Active
 	RotatesAt   time.Time // Active: when its successor is due to take over
 	RetiredAt   time.Time // Retired: when it stopped signing
-	RemovesAt   time.Time // Retired: when it leaves the documents (RetiredAt + Overlap)
+	RemovesAt   time.Time // Retired: when it leaves the documents (RetiredAt + Policy.Retention)
 	Trigger     string    // the rotationTrigger value this key was created or hurried for, if any
 }
 
@@ -161,7 +183,7 @@ const (
 type Event struct {
 	Type    string // EventNormal or EventWarning
 	Reason  string
-	KID     string // "" when it is the key of Plan.Create
+	KID     string // "" when it is the key of Plan.Create, until Created fills it in
 	Message string
 }
 
@@ -196,6 +218,31 @@ type Plan struct {
 	// PendingRevocations are revoked kids still stored or published, not
 	// applied because suspended.
 	PendingRevocations []string
+	// Blocked says, for humans, why a key that the schedule or a
+	// rotationTrigger asks for was not created: the TenantIdentity holds
+	// MaxKeys keys. "" when nothing waits.
+	Blocked string
+}
+
+// Created completes a reconcile once the key first.Create asked for has
+// been generated and stored under kid. It returns the input with that
+// key's record and the plan for it, which repeats first's decisions and
+// creates nothing. The events are first's (the re-plan repeats its
+// decisions, so its events would repeat them), each event about the new
+// key given its kid.
+func Created(in Input, first Plan, kid string) (Input, Plan) {
+	rec := first.Create.Record
+	rec.KID = kid
+	in.Keys = append(slices.Clone(in.Keys), rec)
+	plan := Decide(in)
+	plan.Events = slices.Clone(first.Events)
+	for i, e := range plan.Events {
+		if e.KID == "" {
+			plan.Events[i].KID = kid
+			plan.Events[i].Message = e.Message + " (kid " + kid + ")"
+		}
+	}
+	return in, plan
 }
 
 // Decide returns the plan for in. It is pure and deterministic, does not

@@ -17,6 +17,8 @@ limitations under the License.
 package rotation
 
 import (
+	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -85,6 +87,17 @@ func create(state State, published, activates, rotates time.Duration, trigger st
 func TestDecide(t *testing.T) {
 	a := activeKey("A", 0, 0)    // signs 0..10h
 	n := nextKey("N", 9*h, 10*h) // its successor, published on time
+	// full holds MaxKeys keys at 2h: A Active and R1..R9 Retired, the
+	// first of them leaving at 9h31m (hand-made: triggers came fast).
+	full := world(2*h, a)
+	for i := 1; i < MaxKeys; i++ {
+		r := retiredKey(fmt.Sprintf("R%d", i), -10*h, -9*h, -time.Duration(i)*m)
+		r.RemovesAt = at(9*h + 30*m + time.Duration(i)*m)
+		full.Keys = append(full.Keys, r)
+		full.PublishedKIDs = append(full.PublishedKIDs, r.KID)
+	}
+	fullPublished := full.PublishedKIDs
+	slices.SortFunc(full.Keys, compareKeys)
 	cases := []struct {
 		name   string
 		in     Input
@@ -225,6 +238,49 @@ func TestDecide(t *testing.T) {
 			in:     Input{Now: at(0), Policy: pol, Trigger: "t1"},
 			want:   Plan{Create: create(Active, 0, 0, 10*h, "t1"), HandledTrigger: "t1", NextChange: at(0)},
 			events: []string{"N:KeyCreated:", "N:RotationTriggered:"},
+		},
+
+		// At most MaxKeys keys at once. full holds A Active and 9 Retired keys.
+		{
+			name: "trigger at the key limit waits, unhandled, until a key leaves",
+			in:   with(full, func(in *Input) { in.Trigger = "t1" }),
+			want: Plan{
+				Keys: full.Keys, ActiveKID: "A", Published: fullPublished, NextChange: at(9*h + 31*m),
+				Blocked: `rotationTrigger "t1" waits: 10 keys are held, the most allowed; the next one leaves at 2030-01-01T09:31:00Z`,
+			},
+		},
+		{
+			name: "successor at the key limit waits; the Active key signs on",
+			in:   with(full, func(in *Input) { in.Now = at(9 * h) }),
+			want: Plan{
+				Keys: full.Keys, ActiveKID: "A", Published: fullPublished, NextChange: at(9*h + 31*m),
+				Blocked: "the successor of A waits (A keeps signing): 10 keys are held, the most allowed; the next one leaves at 2030-01-01T09:31:00Z",
+			},
+		},
+		{
+			name: "revoking the Active key at the key limit still makes its successor",
+			in:   with(full, func(in *Input) { in.Revoked = []string{"A"} }),
+			want: Plan{
+				Keys: full.Keys[1:], Create: create(Active, 2*h, 2*h, 12*h, ""), Delete: []string{"A"},
+				Published: fullPublished[1:], NextChange: at(2 * h),
+			},
+			events: []string{"W:KeyRevoked:A", "W:RevokedActiveKey:A", "N:KeyCreated:"},
+		},
+
+		// A workload mounting the signing Secret may sign with the old key
+		// until kubelet refreshes the mount: the overlap counts from then.
+		{
+			name: "signing propagation delays the removal of a replaced key",
+			in:   with(world(10*h, a, n), func(in *Input) { in.Policy.SigningPropagation = 2 * m }),
+			want: Plan{
+				Keys: []Key{activeKey("N", 9*h, 10*h), func() Key {
+					k := retiredKey("A", 0, 0, 10*h)
+					k.RemovesAt = at(13*h + 2*m)
+					return k
+				}()},
+				ActiveKID: "N", Published: []string{"N", "A"}, NextChange: at(13*h + 2*m),
+			},
+			events: []string{"N:KeyActivated:N", "N:KeyRetired:A"},
 		},
 
 		// Rule 3, revocation.

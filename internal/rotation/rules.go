@@ -41,6 +41,7 @@ type planner struct {
 	// atOnce is the kid of the Next key ensureActive made sign at once, if any.
 	atOnce         string
 	handledTrigger string
+	blocked        string // why a wanted key was not created
 }
 
 func newPlanner(in Input) *planner {
@@ -143,7 +144,7 @@ func (p *planner) adoptUnpublished() {
 func (p *planner) adoptUnscheduledRemovals() {
 	for i, k := range p.keys {
 		if k.State == Retired && k.RemovesAt.IsZero() {
-			p.keys[i].RemovesAt = p.now.Add(p.policy.Overlap)
+			p.keys[i].RemovesAt = p.now.Add(p.policy.Retention())
 		}
 	}
 }
@@ -153,7 +154,7 @@ func (p *planner) adoptUnscheduledRemovals() {
 func (p *planner) adoptOrphans() {
 	for i, o := range p.orphans {
 		if o.RemovesAt.IsZero() {
-			p.orphans[i].RemovesAt = p.now.Add(p.policy.Overlap)
+			p.orphans[i].RemovesAt = p.now.Add(p.policy.Retention())
 			p.emit(EventWarning, ReasonKeySecretLost, o.KID,
 				"key %s is published but its Secret is gone: it stays published until %s", o.KID, stamp(p.orphans[i].RemovesAt))
 		}
@@ -170,7 +171,7 @@ func (p *planner) adoptSigningKey() {
 	if kid == "" {
 		return
 	}
-	until := p.now.Add(p.policy.Overlap)
+	until := p.now.Add(p.policy.Retention())
 	for i, k := range p.keys {
 		if k.KID == kid && k.State == Retired {
 			p.keys[i].RetiredAt = later(k.RetiredAt, p.now)
@@ -294,6 +295,12 @@ func (p *planner) trigger() {
 		p.emit(EventNormal, ReasonRotationTriggered, k.KID, "rotationTrigger %q: key %s activates at %s", t, k.KID, stamp(k.ActivatesAt))
 		return
 	}
+	if p.atKeyLimit() {
+		// Not handled: the trigger waits until a key leaves.
+		p.handledTrigger = p.in.LastTrigger
+		p.block("rotationTrigger %q waits", t)
+		return
+	}
 	activatesAt := p.now.Add(p.policy.PrePublish)
 	p.createKey(Next, p.now, activatesAt, time.Time{})
 	p.create.Record.Trigger = t
@@ -346,10 +353,40 @@ func (p *planner) scheduleSuccessor() {
 	if p.now.Before(rotatesAt.Add(-p.policy.PrePublish)) {
 		return
 	}
+	if p.atKeyLimit() {
+		p.block("the successor of %s waits (%s keeps signing)", p.keys[a].KID, p.keys[a].KID)
+		return
+	}
 	activatesAt := later(rotatesAt, p.now.Add(p.policy.PrePublish))
 	p.createKey(Next, p.now, activatesAt, time.Time{})
 	p.emit(EventNormal, ReasonKeyPublished, "", "new %s key published to succeed %s, activates at %s",
 		p.policy.Algorithm, p.keys[a].KID, stamp(activatesAt))
+}
+
+// atKeyLimit says whether the TenantIdentity holds MaxKeys keys already,
+// so that a scheduled or triggered key may not be created. (The successor
+// of a lost or revoked signing key is created regardless: something must
+// sign.)
+func (p *planner) atKeyLimit() bool { return len(p.keys)+len(p.orphans) >= MaxKeys }
+
+// block records why a wanted key was not created, and when room is made.
+func (p *planner) block(format string, args ...any) {
+	msg := fmt.Sprintf(format, args...) + fmt.Sprintf(": %d keys are held, the most allowed", MaxKeys)
+	if t := p.nextRemoval(); !t.IsZero() {
+		msg += "; the next one leaves at " + stamp(t)
+	}
+	p.blocked = msg
+}
+
+// nextRemoval is the earliest RemovesAt of the Retired keys and orphans.
+func (p *planner) nextRemoval() time.Time {
+	var next time.Time
+	for _, k := range slices.Concat(p.keys, p.orphans) {
+		if k.State == Retired && (next.IsZero() || k.RemovesAt.Before(next)) {
+			next = k.RemovesAt
+		}
+	}
+	return next
 }
 
 // plan assembles the result.
@@ -377,6 +414,7 @@ func (p *planner) plan() Plan {
 		Events:         p.events,
 		HandledTrigger: p.handledTrigger,
 		NextChange:     p.nextChange(),
+		Blocked:        p.blocked,
 	}
 }
 
@@ -406,7 +444,8 @@ func (p *planner) nextChange() time.Time {
 	for _, o := range p.orphans {
 		consider(o.RemovesAt)
 	}
-	if a := p.activeIndex(); a >= 0 && !hasNext {
+	if a := p.activeIndex(); a >= 0 && !hasNext && !p.atKeyLimit() {
+		// (At the key limit the successor waits for a removal, considered above.)
 		consider(p.keys[a].RotatesAt.Add(-p.policy.PrePublish))
 	}
 	return next
@@ -459,7 +498,7 @@ func (p *planner) retire(i int) {
 	k := &p.keys[i]
 	k.State = Retired
 	k.RetiredAt = p.now
-	k.RemovesAt = p.now.Add(p.policy.Overlap)
+	k.RemovesAt = p.now.Add(p.policy.Retention())
 }
 
 // createKey asks for one new key with the current policy's parameters.

@@ -36,7 +36,6 @@ import (
 	"k8s.io/utils/clock"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/config"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
@@ -45,6 +44,7 @@ import (
 
 	"github.com/signet-dev/signet/api/v1alpha1"
 	"github.com/signet-dev/signet/controllers"
+	"github.com/signet-dev/signet/internal/cacheopts"
 	"github.com/signet-dev/signet/internal/jwks"
 	"github.com/signet-dev/signet/internal/keys"
 	"github.com/signet-dev/signet/internal/testenv"
@@ -115,6 +115,8 @@ func suite(t *testing.T) *envSuite {
 }
 
 const (
+	// systemNamespace is signet's own, where the controller records claims.
+	systemNamespace = "signet-system"
 	managerUser     = "signet-token-test-manager"
 	tenantAdminUser = "tenant-admin"
 	tenantAdminRole = "tenant-admin"
@@ -148,7 +150,7 @@ func startSuite() (*envSuite, error) {
 		{APIGroups: []string{""}, Resources: []string{"serviceaccounts", "serviceaccounts/token"}, Verbs: []string{"*"}},
 		{APIGroups: []string{"rbac.authorization.k8s.io"}, Resources: []string{"roles", "rolebindings"}, Verbs: []string{"*"}},
 	}}
-	for _, obj := range []client.Object{role, admin, &rbacv1.ClusterRoleBinding{
+	for _, obj := range []client.Object{&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: systemNamespace}}, role, admin, &rbacv1.ClusterRoleBinding{
 		ObjectMeta: metav1.ObjectMeta{Name: managerUser},
 		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: role.Name},
 		Subjects:   []rbacv1.Subject{{APIGroup: rbacv1.GroupName, Kind: rbacv1.UserKind, Name: managerUser}},
@@ -166,10 +168,9 @@ func startSuite() (*envSuite, error) {
 		Metrics:                metricsserver.Options{BindAddress: "0"},
 		HealthProbeBindAddress: "0",
 		Controller:             config.Controller{SkipNameValidation: ptr.To(true)},
-		Cache: cache.Options{ByObject: map[client.Object]cache.ByObject{
-			&corev1.Secret{}:    controllers.SecretCacheOptions(),
-			&corev1.ConfigMap{}: jwks.ConfigMapCacheOptions(),
-		}},
+		// The cache and client as cmd/manager configures them: no Secret data cached.
+		Cache:  cacheopts.Options(cacheopts.Config{SystemNamespace: systemNamespace}),
+		Client: client.Options{Cache: &client.CacheOptions{DisableFor: []client.Object{&corev1.Secret{}}}},
 	})
 	if err != nil {
 		return nil, err
@@ -177,13 +178,15 @@ func startSuite() (*envSuite, error) {
 	runCtx, cancel := context.WithCancel(ctx)
 	s.cancel, s.done = cancel, make(chan error, 1)
 	r := &controllers.TenantIdentityReconciler{
-		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Scheme: mgr.GetScheme(), Clock: clock.RealClock{},
-		Recorder: mgr.GetEventRecorder("signet"), PublicBaseURL: "http://" + publicHost, OrgBinding: true, Generate: keys.Generate,
+		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Clock: clock.RealClock{},
+		Recorder: mgr.GetEventRecorder("signet"), PublicBaseURL: "http://" + publicHost, OrgBinding: true,
+		SystemNamespace: systemNamespace, Generate: keys.Generate,
 	}
 	if err := r.SetupWithManager(runCtx, mgr); err != nil {
 		return nil, err
 	}
-	if s.jwks, err = jwks.Add(mgr, jwks.Options{BindAddress: "127.0.0.1:0", PublicBaseURL: "http://" + publicHost, MaxCacheAge: time.Second}); err != nil {
+	if s.jwks, err = jwks.Add(mgr, jwks.Options{BindAddress: "127.0.0.1:0", PublicBaseURL: "http://" + publicHost, MaxCacheAge: time.Second,
+		SystemNamespace: systemNamespace, OrgBinding: true}); err != nil {
 		return nil, err
 	}
 	if s.tokens, err = Add(mgr, s.jwks, Options{BindAddress: "127.0.0.1:0"}); err != nil {

@@ -95,7 +95,7 @@ func TestRecordFromSecretErrors(t *testing.T) {
 	}
 }
 
-func TestReadKeySecret(t *testing.T) {
+func TestLoadKey(t *testing.T) {
 	ti := tenant("ns", tiName, t0)
 	m, err := keys.Generate(keys.ES256, 0, nil)
 	if err != nil {
@@ -111,24 +111,29 @@ func TestReadKeySecret(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got, loaded, err := readKeySecret(s)
-	if err != nil || !sameRecord(got, rec) || loaded.KID != m.KID {
-		t.Fatalf("readKeySecret: %v %+v", err, got)
+	got, err := loadKey(secretOf(s))
+	if err != nil || !sameRecord(got.rec, rec) || got.material == nil || got.material.KID != m.KID {
+		t.Fatalf("loadKey: %v %+v", err, got.rec)
+	}
+	// From the cache (metadata only): the record, no key.
+	meta, err := loadKey(secret{ObjectMeta: s.ObjectMeta})
+	if err != nil || !sameRecord(meta.rec, rec) || meta.material != nil {
+		t.Fatalf("loadKey of metadata: %v %+v", err, meta)
 	}
 
 	swapped := s.DeepCopy()
 	swapped.Data[dataKeyPEM] = other.PrivatePEM
-	if _, _, err := readKeySecret(swapped); err == nil || !strings.Contains(err.Error(), "annotated") {
+	if _, err := loadKey(secretOf(swapped)); err == nil || !strings.Contains(err.Error(), "annotated") {
 		t.Errorf("a Secret holding another key than its record: %v", err)
 	}
 	wrongAlg := s.DeepCopy()
 	wrongAlg.Annotations[annAlgorithm] = keys.RS256
-	if _, _, err := readKeySecret(wrongAlg); err == nil {
+	if _, err := loadKey(secretOf(wrongAlg)); err == nil {
 		t.Error("an EC key recorded as RS256 was read")
 	}
 	garbage := s.DeepCopy()
 	garbage.Data[dataKeyPEM] = []byte("garbage")
-	if _, _, err := readKeySecret(garbage); err == nil || !strings.Contains(err.Error(), s.Name) {
+	if _, err := loadKey(secretOf(garbage)); err == nil || !strings.Contains(err.Error(), s.Name) {
 		t.Errorf("garbage key: %v", err)
 	}
 }

@@ -15,8 +15,11 @@ import (
 	"github.com/signet-dev/signet/internal/rotation"
 )
 
-// A key Secret stores its key in data (immutable) and its record in
-// annotations (mutable), so that a lost status never loses a timeline.
+// The objects signet makes for a TenantIdentity, and how they encode what
+// they hold. A key Secret stores its key in data (immutable) and its record
+// in annotations (mutable, and watched as metadata), so that a lost status
+// never loses a timeline and a reconcile that changes nothing reads no
+// private key.
 const (
 	dataKeyPEM  = "key.pem"
 	dataCertPEM = "cert.pem"
@@ -93,9 +96,9 @@ func recordAnnotations(k rotation.Key) map[string]string {
 	return ann
 }
 
-// recordFromSecret decodes a key Secret's record.
-func recordFromSecret(s *corev1.Secret) (rotation.Key, error) {
-	ann := s.Annotations
+// recordFromSecret decodes a key Secret's record from its metadata.
+func recordFromSecret(s metav1.Object) (rotation.Key, error) {
+	ann := s.GetAnnotations()
 	k := rotation.Key{
 		KID:       ann[annKID],
 		Algorithm: ann[annAlgorithm],
@@ -103,12 +106,12 @@ func recordFromSecret(s *corev1.Secret) (rotation.Key, error) {
 		Trigger:   ann[annTrigger],
 	}
 	if k.KID == "" || k.Algorithm == "" {
-		return k, fmt.Errorf("secret %s has no kid or algorithm annotation", s.Name)
+		return k, fmt.Errorf("secret %s has no kid or algorithm annotation", s.GetName())
 	}
 	switch k.State {
 	case rotation.Next, rotation.Active, rotation.Retired:
 	default:
-		return k, fmt.Errorf("secret %s has an unknown state %q", s.Name, k.State)
+		return k, fmt.Errorf("secret %s has an unknown state %q", s.GetName(), k.State)
 	}
 	for _, rt := range recordTimes {
 		v, ok := ann[rt.annotation]
@@ -117,7 +120,7 @@ func recordFromSecret(s *corev1.Secret) (rotation.Key, error) {
 		}
 		t, err := time.Parse(time.RFC3339Nano, v)
 		if err != nil {
-			return k, fmt.Errorf("secret %s: annotation %s: %w", s.Name, rt.annotation, err)
+			return k, fmt.Errorf("secret %s: annotation %s: %w", s.GetName(), rt.annotation, err)
 		}
 		*rt.field(&k) = t
 	}
@@ -141,15 +144,38 @@ func keySecretName(ti *identityv1alpha1.TenantIdentity, kid string) (string, err
 // ownedMeta is the metadata of every object the controller creates for ti.
 func ownedMeta(ti *identityv1alpha1.TenantIdentity, name, component string) metav1.ObjectMeta {
 	return metav1.ObjectMeta{
-		Name:      name,
-		Namespace: ti.Namespace,
-		Labels: map[string]string{
-			identityv1alpha1.LabelTenantIdentity: ti.Name,
-			identityv1alpha1.LabelComponent:      component,
-			"app.kubernetes.io/managed-by":       "signet",
-		},
+		Name:            name,
+		Namespace:       ti.Namespace,
+		Labels:          ownedLabels(ti, component),
 		OwnerReferences: []metav1.OwnerReference{*metav1.NewControllerRef(ti, identityv1alpha1.GroupVersion.WithKind("TenantIdentity"))},
 	}
+}
+
+// ownedLabels are the labels of every object the controller creates for
+// ti: the caches select signet's objects by them.
+func ownedLabels(ti *identityv1alpha1.TenantIdentity, component string) map[string]string {
+	return map[string]string{
+		identityv1alpha1.LabelTenantIdentity: ti.Name,
+		identityv1alpha1.LabelComponent:      component,
+		"app.kubernetes.io/managed-by":       "signet",
+	}
+}
+
+// keySecretLabels are the labels of the Secret of key kid.
+func keySecretLabels(ti *identityv1alpha1.TenantIdentity, kid string) map[string]string {
+	l := ownedLabels(ti, identityv1alpha1.ComponentKey)
+	short, _ := keys.ShortKID(kid)
+	l[identityv1alpha1.LabelKID] = short
+	return l
+}
+
+// jwksLabels are the labels of ti's JWKS ConfigMap: the server finds the
+// org/site a ConfigMap may serve by them.
+func jwksLabels(ti *identityv1alpha1.TenantIdentity) map[string]string {
+	l := ownedLabels(ti, identityv1alpha1.ComponentJWKS)
+	l[identityv1alpha1.LabelOrg] = ti.Spec.Org
+	l[identityv1alpha1.LabelSite] = ti.Spec.SiteID
+	return l
 }
 
 // keySecret is the immutable Secret of one new key with its record.
@@ -158,9 +184,8 @@ func keySecret(ti *identityv1alpha1.TenantIdentity, m *keys.Material, rec rotati
 	if err != nil {
 		return nil, err
 	}
-	short, _ := keys.ShortKID(m.KID)
 	meta := ownedMeta(ti, name, identityv1alpha1.ComponentKey)
-	meta.Labels[identityv1alpha1.LabelKID] = short
+	meta.Labels = keySecretLabels(ti, m.KID)
 	meta.Annotations = recordAnnotations(rec)
 	data := map[string][]byte{dataKeyPEM: m.PrivatePEM}
 	if len(m.CertPEM) > 0 {
@@ -170,9 +195,17 @@ func keySecret(ti *identityv1alpha1.TenantIdentity, m *keys.Material, rec rotati
 	return &corev1.Secret{ObjectMeta: meta, Type: secretTypeKey, Immutable: &immutable, Data: data}, nil
 }
 
-// materialFromSecret loads the key a key Secret holds.
-func materialFromSecret(s *corev1.Secret, alg string) (*keys.Material, error) {
-	return keys.Load(s.Data[dataKeyPEM], alg, s.Data[dataCertPEM])
+// signingSecret is the Secret a signing workload mounts, holding m (the
+// Active key) only. Its kid is also an annotation, so that a reconcile can
+// tell which key it holds from its metadata alone.
+func signingSecret(ti *identityv1alpha1.TenantIdentity, m *keys.Material) (*corev1.Secret, error) {
+	data, err := signingSecretData(m)
+	if err != nil {
+		return nil, err
+	}
+	meta := ownedMeta(ti, identityv1alpha1.SigningSecretName(ti.Name), identityv1alpha1.ComponentSigningKey)
+	meta.Annotations = map[string]string{annKID: m.KID}
+	return &corev1.Secret{ObjectMeta: meta, Type: corev1.SecretTypeOpaque, Data: data}, nil
 }
 
 // signingSecretData is what a signing workload mounts: the Active key only.
@@ -239,8 +272,7 @@ func desiredConfigMap(ti *identityv1alpha1.TenantIdentity, current *corev1.Confi
 		}
 	}
 	meta := ownedMeta(ti, identityv1alpha1.JWKSConfigMapName(ti.Name), identityv1alpha1.ComponentJWKS)
-	meta.Labels[identityv1alpha1.LabelOrg] = ti.Spec.Org
-	meta.Labels[identityv1alpha1.LabelSite] = ti.Spec.SiteID
+	meta.Labels = jwksLabels(ti)
 	annotations[identityv1alpha1.AnnotationKeyOrder] = order
 	annotations[identityv1alpha1.AnnotationSequence] = strconv.FormatInt(seq, 10)
 	meta.Annotations = annotations

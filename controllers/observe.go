@@ -1,0 +1,332 @@
+package controllers
+
+import (
+	"context"
+	"fmt"
+	"slices"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	identityv1alpha1 "github.com/signet-dev/signet/api/v1alpha1"
+	"github.com/signet-dev/signet/internal/keys"
+	"github.com/signet-dev/signet/internal/tenancy"
+)
+
+// observed is everything one reconcile read, in one place, so that every
+// decision after it is a pure function of it (decide.go).
+//
+// A reconcile observes twice at most. First through the manager's cache,
+// which holds only metadata of Secrets: when the decisions on that view
+// change nothing, the reconcile ends there, having read no private key and
+// written nothing. Otherwise it observes again live, from the API server,
+// and writes what the decisions on the live view say. A cache lags behind
+// the writes it has not seen yet: acting on it could make a key Secret just
+// stored look lost (and a new key sign at once, breaking the
+// pre-publication) or a kid just published look unknown (and leave the
+// documents before its overlap). So every write is decided on a live view;
+// a stale cached view can only delay work, which the watch events that make
+// the cache catch up bring back.
+type observed struct {
+	ti   *identityv1alpha1.TenantIdentity
+	live bool // read from the API server; else from the cache (metadata of Secrets only)
+
+	// Tenancy: the namespace's labels, every claim on ti's org/site (ti
+	// included) with their namespaces' labels, and signet's record of the
+	// owner (nil when there is none).
+	namespaceLabels map[string]string
+	claims          []identityv1alpha1.TenantIdentity
+	claimLabels     map[string]map[string]string
+	claimRecord     *corev1.ConfigMap
+
+	// What ti owns.
+	keySecrets []secret          // key Secrets ti controls, found by label
+	strays     []secret          // key Secrets ti controls that lost their label (live only)
+	configMap  *corev1.ConfigMap // the JWKS ConfigMap, nil when absent
+	signing    *secret           // the signing Secret, nil when absent
+}
+
+// secret is a Secret as read: always its metadata, and its type and data
+// only when read live.
+type secret struct {
+	metav1.ObjectMeta
+	typ  corev1.SecretType
+	data map[string][]byte
+}
+
+func secretOf(s *corev1.Secret) secret {
+	return secret{ObjectMeta: s.ObjectMeta, typ: s.Type, data: s.Data}
+}
+
+// source is where one observation reads: the cache (client) or the API
+// server (live).
+type source struct {
+	reader client.Reader
+	live   bool
+}
+
+func (r *TenantIdentityReconciler) cached() source { return source{reader: r.Client} }
+
+func (r *TenantIdentityReconciler) liveSource() source {
+	if r.APIReader == nil {
+		return source{reader: r.Client, live: true}
+	}
+	return source{reader: r.APIReader, live: true}
+}
+
+// observe reads everything the decisions need from src. Tenancy is read
+// from the cache either way (namespaces and claims change rarely, and the
+// field index that finds the claims lives there), except the claim record,
+// which is read live with the rest: it is the one fact two reconciles race
+// on, and creating it is what settles the race.
+func (r *TenantIdentityReconciler) observe(ctx context.Context, ti *identityv1alpha1.TenantIdentity, src source) (*observed, error) {
+	obs := &observed{ti: ti, live: src.live}
+	if src.live {
+		fresh := &identityv1alpha1.TenantIdentity{}
+		if err := src.reader.Get(ctx, client.ObjectKeyFromObject(ti), fresh); err != nil {
+			return nil, fmt.Errorf("get TenantIdentity: %w", err)
+		}
+		obs.ti = fresh
+	}
+	if err := r.observeTenancy(ctx, obs, src); err != nil {
+		return nil, err
+	}
+	if err := r.observeKeySecrets(ctx, obs, src); err != nil {
+		return nil, err
+	}
+	var err error
+	if obs.configMap, err = getObject(ctx, src.reader, obs.ti.Namespace, identityv1alpha1.JWKSConfigMapName(obs.ti.Name), &corev1.ConfigMap{}); err != nil {
+		return nil, err
+	}
+	obs.signing, err = r.observeSecret(ctx, src, obs.ti.Namespace, identityv1alpha1.SigningSecretName(obs.ti.Name))
+	if err != nil {
+		return nil, err
+	}
+	if src.live {
+		err = r.observeStrays(ctx, obs)
+	}
+	return obs, err
+}
+
+// observeTenancy reads the namespace, the claims on ti's org/site and the
+// claim record.
+func (r *TenantIdentityReconciler) observeTenancy(ctx context.Context, obs *observed, src source) error {
+	ti := obs.ti
+	obs.claimLabels = map[string]map[string]string{}
+	labelsOf := func(ns string) (map[string]string, error) {
+		if l, ok := obs.claimLabels[ns]; ok || !r.OrgBinding {
+			return l, nil
+		}
+		var n corev1.Namespace
+		if err := r.Get(ctx, client.ObjectKey{Name: ns}, &n); client.IgnoreNotFound(err) != nil {
+			return nil, fmt.Errorf("get namespace %s: %w", ns, err)
+		}
+		obs.claimLabels[ns] = n.Labels
+		return n.Labels, nil
+	}
+	var err error
+	if obs.namespaceLabels, err = labelsOf(ti.Namespace); err != nil {
+		return err
+	}
+	var claims identityv1alpha1.TenantIdentityList
+	if err := r.List(ctx, &claims, client.MatchingFields{tenancy.OrgSiteField: tenancy.OrgSite(ti.Spec.Org, ti.Spec.SiteID)}); err != nil {
+		return fmt.Errorf("list claims on org/site: %w", err)
+	}
+	// The cache may not hold ti's latest version (or ti at all, just
+	// after its creation): ti itself is what was read.
+	obs.claims = append(slices.DeleteFunc(claims.Items, func(c identityv1alpha1.TenantIdentity) bool { return c.UID == ti.UID }), *ti)
+	for _, c := range obs.claims {
+		if _, err := labelsOf(c.Namespace); err != nil {
+			return err
+		}
+	}
+	obs.claimRecord, err = getObject(ctx, src.reader, r.SystemNamespace, tenancy.ClaimName(ti.Spec.Org, ti.Spec.SiteID), &corev1.ConfigMap{})
+	return err
+}
+
+// observeKeySecrets lists the key Secrets by label: metadata only from
+// the cache, whole Secrets live.
+func (r *TenantIdentityReconciler) observeKeySecrets(ctx context.Context, obs *observed, src source) error {
+	ti := obs.ti
+	selector := []client.ListOption{client.InNamespace(ti.Namespace), client.MatchingLabels{
+		identityv1alpha1.LabelTenantIdentity: ti.Name,
+		identityv1alpha1.LabelComponent:      identityv1alpha1.ComponentKey,
+	}}
+	keep := func(s secret) {
+		if metav1.IsControlledBy(&s.ObjectMeta, ti) && s.DeletionTimestamp == nil {
+			obs.keySecrets = append(obs.keySecrets, s)
+		}
+	}
+	if !src.live {
+		list := &metav1.PartialObjectMetadataList{}
+		list.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("SecretList"))
+		if err := src.reader.List(ctx, list, selector...); err != nil {
+			return fmt.Errorf("list key secrets: %w", err)
+		}
+		for i := range list.Items {
+			keep(secret{ObjectMeta: list.Items[i].ObjectMeta})
+		}
+		return nil
+	}
+	var list corev1.SecretList
+	if err := src.reader.List(ctx, &list, selector...); err != nil {
+		return fmt.Errorf("list key secrets: %w", err)
+	}
+	for i := range list.Items {
+		keep(secretOf(&list.Items[i]))
+	}
+	return nil
+}
+
+// observeSecret reads one named Secret: its metadata from the cache, the
+// whole Secret live. nil when absent.
+func (r *TenantIdentityReconciler) observeSecret(ctx context.Context, src source, namespace, name string) (*secret, error) {
+	if src.live {
+		s, err := getObject(ctx, src.reader, namespace, name, &corev1.Secret{})
+		if s == nil || err != nil {
+			return nil, err
+		}
+		out := secretOf(s)
+		return &out, nil
+	}
+	m := &metav1.PartialObjectMetadata{}
+	m.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Secret"))
+	m, err := getObject(ctx, src.reader, namespace, name, m)
+	if m == nil || err != nil {
+		return nil, err
+	}
+	return &secret{ObjectMeta: m.ObjectMeta}, nil
+}
+
+// observeStrays finds the key Secrets ti controls that lost their label
+// (someone stripped it): left alone, such a Secret would look lost, a new
+// key would be made, and the old private key would stay in the namespace
+// untracked. A kid the documents, the status or the signing Secret name is
+// looked up by its Secret's name, a cheap read; scanStrays finds the rest.
+func (r *TenantIdentityReconciler) observeStrays(ctx context.Context, obs *observed) error {
+	ti, reader := obs.ti, r.liveSource().reader
+	for _, kid := range referencedKIDs(obs) {
+		name, err := keySecretName(ti, kid)
+		if err != nil || obs.hasSecret(name) {
+			continue // not a kid signet could have made, or found already
+		}
+		s, err := getObject(ctx, reader, ti.Namespace, name, &corev1.Secret{})
+		if err != nil {
+			return err
+		}
+		if s != nil {
+			obs.addStray(secretOf(s))
+		}
+	}
+	return nil
+}
+
+// scanStrays finds the key Secrets of ti that nothing names any more (a
+// crash between storing a key and publishing it, then its label stripped)
+// by scanning the metadata of the namespace's Secrets. It runs only before
+// a key is made for a TenantIdentity that has had keys: a new one has no
+// strays, and is spared the scan.
+func (r *TenantIdentityReconciler) scanStrays(ctx context.Context, obs *observed) error {
+	ti, reader := obs.ti, r.liveSource().reader
+	list := &metav1.PartialObjectMetadataList{}
+	list.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("SecretList"))
+	if err := reader.List(ctx, list, client.InNamespace(ti.Namespace)); err != nil {
+		return fmt.Errorf("list secrets to find stray keys: %w", err)
+	}
+	for i := range list.Items {
+		m := &list.Items[i]
+		if obs.hasSecret(m.Name) || !metav1.IsControlledBy(m, ti) || m.Name == identityv1alpha1.SigningSecretName(ti.Name) {
+			continue
+		}
+		s, err := getObject(ctx, reader, ti.Namespace, m.Name, &corev1.Secret{})
+		if err != nil {
+			return err
+		}
+		if s != nil && s.Type == secretTypeKey {
+			obs.addStray(secretOf(s))
+		}
+	}
+	return nil
+}
+
+func (obs *observed) hasSecret(name string) bool {
+	return slices.ContainsFunc(slices.Concat(obs.keySecrets, obs.strays), func(s secret) bool { return s.Name == name })
+}
+
+// addStray keeps s when ti controls it: a Secret of that name someone else
+// made is none of signet's business.
+func (obs *observed) addStray(s secret) {
+	if !obs.hasSecret(s.Name) && metav1.IsControlledBy(&s.ObjectMeta, obs.ti) && s.DeletionTimestamp == nil && s.typ == secretTypeKey {
+		obs.strays = append(obs.strays, s)
+	}
+}
+
+// referencedKIDs are the kids the documents, the status and the signing
+// Secret name.
+func referencedKIDs(obs *observed) []string {
+	kids := kidsOfConfigMap(obs.configMap)
+	for _, ks := range obs.ti.Status.Keys {
+		kids = append(kids, ks.KID)
+	}
+	if kid := signingKID(obs.signing); kid != "" {
+		kids = append(kids, kid)
+	}
+	slices.Sort(kids)
+	return slices.Compact(kids)
+}
+
+// hasHistory: ti has had keys, so a key Secret of its may exist that
+// nothing names any more. A new TenantIdentity has none, and is spared the
+// scan of its namespace.
+func hasHistory(obs *observed) bool {
+	return len(obs.ti.Status.Keys) > 0 || obs.configMap != nil || obs.signing != nil || len(obs.keySecrets) > 0
+}
+
+// signingKID is the kid the signing Secret holds: its data when read live,
+// else the annotation signet writes beside it.
+func signingKID(s *secret) string {
+	switch {
+	case s == nil:
+		return ""
+	case s.data != nil:
+		return string(s.data[dataKID])
+	}
+	return s.Annotations[annKID]
+}
+
+// getObject reads a named object; nil when absent.
+func getObject[T client.Object](ctx context.Context, c client.Reader, namespace, name string, obj T) (T, error) {
+	var zero T
+	err := c.Get(ctx, client.ObjectKey{Namespace: namespace, Name: name}, obj)
+	switch {
+	case apierrors.IsNotFound(err):
+		return zero, nil
+	case err != nil:
+		return zero, fmt.Errorf("get %s: %w", name, err)
+	}
+	return obj, nil
+}
+
+// loadKey reads a key Secret's record and, when read live, its key, and
+// checks they agree. Without data (from the cache) the material is nil.
+func loadKey(s secret) (loadedKey, error) {
+	rec, err := recordFromSecret(&s.ObjectMeta)
+	if err != nil {
+		return loadedKey{}, err
+	}
+	k := loadedKey{secret: s, rec: rec}
+	if s.data == nil {
+		return k, nil
+	}
+	m, err := keys.Load(s.data[dataKeyPEM], rec.Algorithm, s.data[dataCertPEM])
+	if err != nil {
+		return loadedKey{}, fmt.Errorf("secret %s: %w", s.Name, err)
+	}
+	if m.KID != rec.KID {
+		return loadedKey{}, fmt.Errorf("secret %s holds kid %s but is annotated %s", s.Name, m.KID, rec.KID)
+	}
+	k.material = m
+	return k, nil
+}
