@@ -56,7 +56,8 @@ func TestKubectlAppliesCRDAndSamples(t *testing.T) {
 func TestKustomizeDefaultApplies(t *testing.T) {
 	kubeconfig := env.Kubeconfig(t)
 	rendered := kubectl(t, kubeconfig, "kustomize", "config/default")
-	for _, want := range []string{"kind: Deployment", "name: signet-jwks", "name: signet-jwks-server-role", "replicas: 2", "readOnlyRootFilesystem: true"} {
+	for _, want := range []string{"kind: Deployment", "name: signet-jwks", "name: signet-jwks-server-role", "replicas: 2", "readOnlyRootFilesystem: true",
+		"--token-bind-address=:9443", "targetPort: token"} {
 		if !strings.Contains(rendered, want) {
 			t.Errorf("kustomize output lacks %q", want)
 		}
