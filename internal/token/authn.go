@@ -123,13 +123,14 @@ func newAuthenticator(reviews TokenReviewer, audience string, log logr.Logger) *
 // every review that the cache does not answer, and may refuse it (rate
 // limit).
 func (a *authenticator) authenticate(ctx context.Context, token string, now time.Time, beforeReview func() *apiError) (*Caller, *apiError) {
+	key := sha256.Sum256([]byte(token))
+	// A cached review expires no later than its token: a hit is unexpired.
+	if c, ok := a.cache.get(key, now); ok {
+		return orRefused(c)
+	}
 	exp, ok := tokenExpiry(token)
 	if !ok || !now.Before(exp) {
 		return nil, errUnauthenticated
-	}
-	key := sha256.Sum256([]byte(token))
-	if c, ok := a.cache.get(key, now); ok {
-		return orRefused(c)
 	}
 	if e := beforeReview(); e != nil {
 		return nil, e

@@ -159,18 +159,12 @@ func parseAudiences(raw json.RawMessage) ([]string, *apiError) {
 	return aud, nil
 }
 
-// strictUnmarshal is json.Unmarshal that also refuses trailing data and
-// a literal null (which Unmarshal would take as "leave the zero value").
+// strictUnmarshal is json.Unmarshal (which refuses trailing data) that
+// also refuses a literal null (which Unmarshal takes as "leave the zero
+// value").
 func strictUnmarshal(b []byte, v any) error {
 	if bytes.Equal(bytes.TrimSpace(b), []byte("null")) {
 		return errors.New("null")
 	}
-	dec := json.NewDecoder(bytes.NewReader(b))
-	if err := dec.Decode(v); err != nil {
-		return err
-	}
-	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		return errors.New("trailing data")
-	}
-	return nil
+	return json.Unmarshal(b, v)
 }
