@@ -2,7 +2,9 @@ package controllers
 
 import (
 	"cmp"
+	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -244,7 +246,7 @@ func (r *TenantIdentityReconciler) rotationInput(obs *observed, d *decision, pol
 	for _, s := range obs.strays {
 		load(s, true)
 	}
-	in.Orphans = orphans(obs, d)
+	in.Orphans = orphans(obs, d, policy.Algorithm)
 	return in
 }
 
@@ -255,7 +257,7 @@ func (r *TenantIdentityReconciler) rotationInput(obs *observed, d *decision, pol
 // there (the API server records who wrote each field) stays published, as
 // Retired, for its overlap: a status read from a cache may simply not list
 // it yet.
-func orphans(obs *observed, d *decision) []rotation.Key {
+func orphans(obs *observed, d *decision, algorithm string) []rotation.Key {
 	known := map[string]identityv1alpha1.KeyStatus{}
 	for _, ks := range obs.ti.Status.Keys {
 		known[ks.KID] = ks
@@ -271,7 +273,9 @@ func orphans(obs *observed, d *decision) []rotation.Key {
 		switch {
 		case ok:
 		case kid == signing || written[configMapKey(kid)]:
-			ks = identityv1alpha1.KeyStatus{KID: kid, State: identityv1alpha1.KeyStateRetired} // removal unknown: a full overlap
+			// Removal unknown: a full overlap from now.
+			ks = identityv1alpha1.KeyStatus{KID: kid, State: identityv1alpha1.KeyStateRetired,
+				Algorithm: identityv1alpha1.Algorithm(jwkAlgorithm(obs.configMap.Data[configMapKey(kid)], algorithm))}
 		case obs.ti.Spec.Suspend:
 			continue // suspended: the documents stay as they are, this entry too
 		default:
@@ -289,6 +293,18 @@ func orphans(obs *observed, d *decision) []rotation.Key {
 		out = append(out, o)
 	}
 	return out
+}
+
+// jwkAlgorithm is the alg member of a published JWK, fallback when it has
+// none signet knows.
+func jwkAlgorithm(raw, fallback string) string {
+	var jwk struct {
+		Alg string `json:"alg"`
+	}
+	if json.Unmarshal([]byte(raw), &jwk) == nil && slices.Contains(keys.Algorithms(), jwk.Alg) {
+		return jwk.Alg
+	}
+	return fallback
 }
 
 // settled reports whether carrying d out would write nothing: every

@@ -787,7 +787,16 @@ func (v *invariants) observe(now time.Time, s *snapshot, kind observation) {
 			continue
 		}
 		delete(v.seen, kid)
-		if revoked[kid] || v.lost[kid] || !checked {
+		if v.lost[kid] || !checked {
+			continue
+		}
+		// A key is destroyed only once it is unpublished: a write that
+		// fails before the ConfigMap's must not leave a published kid
+		// without its key (revocation included).
+		if published[kid] {
+			t.Errorf("%s: key %s destroyed while still published", at, kid)
+		}
+		if revoked[kid] {
 			continue
 		}
 		if old.State == rotation.Retired && !old.RemovesAt.IsZero() && !now.Before(old.RemovesAt) {

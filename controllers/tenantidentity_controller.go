@@ -99,7 +99,7 @@ func (r *TenantIdentityReconciler) Reconcile(ctx context.Context, req ctrl.Reque
 	now := r.Clock.Now()
 	if d := r.decide(obs, now); d.settled(obs, r.statusOf(obs, d), ti.Spec.SigningSecret.IsEnabled()) {
 		r.observeTenant(obs.ti, obs.ti.Status)
-		return ctrl.Result{RequeueAfter: r.requeueOf(d)}, nil
+		return scheduled(r.requeueOf(d)), nil
 	}
 	if obs, err = r.observe(ctx, &ti, r.liveSource()); err != nil {
 		return ctrl.Result{}, err

@@ -11,6 +11,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 
 	identityv1alpha1 "github.com/signet-dev/signet/api/v1alpha1"
@@ -342,7 +343,7 @@ func (r *TenantIdentityReconciler) deleteSecret(ctx context.Context, s secret) e
 func (r *TenantIdentityReconciler) finish(ctx context.Context, ti *identityv1alpha1.TenantIdentity, st identityv1alpha1.TenantIdentityStatus, after time.Duration) (ctrl.Result, error) {
 	r.observeTenant(ti, st)
 	if statusEqual(ti.Status, st) {
-		return ctrl.Result{RequeueAfter: after}, nil
+		return scheduled(after), nil
 	}
 	if err := r.writeStatus(ctx, ti, st); err != nil {
 		if isConflict(err) {
@@ -350,7 +351,20 @@ func (r *TenantIdentityReconciler) finish(ctx context.Context, ti *identityv1alp
 		}
 		return ctrl.Result{}, err
 	}
-	return ctrl.Result{RequeueAfter: after}, nil
+	return scheduled(after), nil
+}
+
+// scheduled is the result of a reconcile that comes back at a time of its
+// own (the next change of its keys): at low priority, so that new and
+// changed TenantIdentities (whose events have the normal priority) are not
+// stuck behind the periodic work of thousands of settled ones. Coming back
+// late is always safe: a key activates or leaves later, never earlier.
+func scheduled(after time.Duration) ctrl.Result {
+	if after <= 0 {
+		return ctrl.Result{}
+	}
+	low := handler.LowPriority
+	return ctrl.Result{RequeueAfter: after, Priority: &low}
 }
 
 // writeStatus is the one status write of a reconcile.

@@ -24,6 +24,10 @@ import (
 type options struct {
 	kubeconfig       string
 	metricsAddr      string
+	metricsSecure    bool
+	metricsCertPath  string
+	metricsCertName  string
+	metricsCertKey   string
 	probeAddr        string
 	leaderElect      bool
 	jwksAddr         string
@@ -52,6 +56,10 @@ func parseFlags(args []string) (options, *zap.Options, error) {
 	fs := flag.NewFlagSet("manager", flag.ContinueOnError)
 	fs.StringVar(&o.kubeconfig, "kubeconfig", "", "Path to a kubeconfig; in-cluster or $KUBECONFIG when empty.")
 	fs.StringVar(&o.metricsAddr, "metrics-bind-address", ":8080", "Address of the Prometheus metrics endpoint; 0 turns it off.")
+	fs.BoolVar(&o.metricsSecure, "metrics-secure", true, "Serve metrics over HTTPS, to bearer tokens allowed GET /metrics (TokenReview, SubjectAccessReview); false: plain HTTP.")
+	fs.StringVar(&o.metricsCertPath, "metrics-cert-path", "", "Directory of the metrics server's certificate; a self-signed one when empty.")
+	fs.StringVar(&o.metricsCertName, "metrics-cert-name", "tls.crt", "Certificate file in --metrics-cert-path.")
+	fs.StringVar(&o.metricsCertKey, "metrics-cert-key", "tls.key", "Private key file in --metrics-cert-path.")
 	fs.StringVar(&o.probeAddr, "health-probe-bind-address", ":8081", "Address of /healthz and /readyz; 0 turns it off.")
 	fs.BoolVar(&o.leaderElect, "leader-elect", false, "Elect a leader for the controllers (the JWKS server runs in every replica).")
 	fs.StringVar(&o.jwksAddr, "jwks-bind-address", ":8443", "Address of the JWKS server; 0 turns it off.")

@@ -15,7 +15,8 @@ func TestFlagsDefaultsFollowDesign(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := options{
-		metricsAddr: ":8080", probeAddr: ":8081", jwksAddr: ":8443",
+		metricsAddr: ":8080", metricsSecure: true, metricsCertName: "tls.crt", metricsCertKey: "tls.key",
+		probeAddr: ":8081", jwksAddr: ":8443",
 		publicBaseURL: "https://signet-jwks.signet-system.svc", maxCacheAge: 5 * time.Minute,
 		orgBinding: "namespace-label", controllers: true, jwksServer: true,
 		leaderElectionID: "signet.identity.signet.dev",

@@ -38,7 +38,7 @@ func newManager(ctx context.Context, cfg *rest.Config, o options) (manager.Manag
 	cfg.Wrap(serverClock.Transport)
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:                 newScheme(),
-		Metrics:                metricsserver.Options{BindAddress: o.metricsAddr},
+		Metrics:                metricsserver.Options{BindAddress: "0"}, // addMetricsServer serves them
 		HealthProbeBindAddress: o.probeAddr,
 		LeaderElection:         o.leaderElect && o.controllers,
 		LeaderElectionID:       o.leaderElectionID,
@@ -51,6 +51,12 @@ func newManager(ctx context.Context, cfg *rest.Config, o options) (manager.Manag
 		return nil, fmt.Errorf("new manager: %w", err)
 	}
 	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
+		return nil, err
+	}
+	if _, err := addMetricsServer(mgr, cfg, metricsOptions{
+		addr: o.metricsAddr, secure: o.metricsSecure,
+		certPath: o.metricsCertPath, certName: o.metricsCertName, keyName: o.metricsCertKey,
+	}); err != nil {
 		return nil, err
 	}
 	if o.controllers {

@@ -17,9 +17,12 @@ import (
 	"time"
 
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
+
+	"github.com/signet-dev/signet/internal/devnet"
 )
 
 // Addresses of the local run; override with the environment when taken.
+// Port 0 lets the system choose (tests do); run-local prints what it got.
 var (
 	jwksAddr    = env("SIGNET_JWKS_ADDR", "127.0.0.1:8443")
 	metricsAddr = env("SIGNET_METRICS_ADDR", "127.0.0.1:8080")
@@ -51,7 +54,11 @@ func run(ctx context.Context) error {
 	}
 	if kubeconfig, ok := configuredCluster(); ok {
 		fmt.Printf("Running signet against the cluster of %s\n", kubeconfig)
-		return runManager(ctx, manager, kubeconfig, "https://signet-jwks.signet-system.svc", false)
+		args := []string{"--kubeconfig", kubeconfig, "--public-base-url", "https://signet-jwks.signet-system.svc",
+			"--system-namespace", systemNamespace, "--token-bind-address", tokenAddr}
+		cmd := exec.Command(manager, args...)
+		cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
+		return runManager(ctx, cmd, nil)
 	}
 	return runEmbedded(ctx, manager)
 }
@@ -75,6 +82,12 @@ func configuredCluster() (string, bool) {
 const systemNamespace = "signet-system"
 
 func runEmbedded(ctx context.Context, manager string) error {
+	// The JWKS address first: when it is taken, fail before anything starts.
+	front, err := devnet.NewRelay(jwksAddr)
+	if err != nil {
+		return fmt.Errorf("JWKS address (set SIGNET_JWKS_ADDR to another): %w", err)
+	}
+	defer func() { _ = front.Close() }()
 	fmt.Println("No cluster configured: starting an embedded control plane (kube-apiserver + etcd)...")
 	testEnv := &envtest.Environment{
 		CRDDirectoryPaths:     []string{filepath.Join("config", "crd", "bases")},
@@ -101,7 +114,43 @@ func runEmbedded(ctx context.Context, manager string) error {
 	if err := apply.Run(); err != nil {
 		return fmt.Errorf("apply samples: %w", err)
 	}
-	return runManager(ctx, manager, kubeconfig, "http://"+jwksAddr, true)
+	return runLocal(ctx, manager, kubeconfig, front)
+}
+
+// runLocal runs the manager on loopback. The JWKS address is front,
+// run-local's own listener, relayed to the port the manager's server
+// binds, so the public base URL (the issuers) is known before the manager
+// starts, even when SIGNET_JWKS_ADDR asks for port 0.
+func runLocal(ctx context.Context, manager, kubeconfig string, front *devnet.Relay) error {
+	base := "http://" + front.Addr()
+	cmd := exec.Command(manager, "--kubeconfig", kubeconfig, "--public-base-url", base,
+		"--system-namespace", systemNamespace, "--jwks-bind-address", "127.0.0.1:0", "--metrics-bind-address", metricsAddr,
+		"--health-probe-bind-address", probeAddr, "--token-bind-address", tokenAddr)
+	addrs := &devnet.Addrs{OnReport: func(name, addr string) {
+		if name == "jwks" {
+			front.SetBackend(addr)
+		}
+	}}
+	cmd.Stdout, cmd.Stderr = addrs.Tee(os.Stdout), addrs.Tee(os.Stderr)
+	url := base + "/v2/org/" + sampleOrg + "/nico/site/" + sampleSite + "/.well-known/jwks.json"
+	return runManager(ctx, cmd, func(done <-chan struct{}) error {
+		if err := waitFor(ctx, url, done); err != nil {
+			return err
+		}
+		metrics := "off"
+		if addr := addrs.Get("metrics"); addr != "" {
+			metrics = "https://" + addr + "/metrics (a bearer token allowed GET /metrics: docs/deploy.md)"
+		}
+		tokenAPI := "off"
+		if addr := addrs.Get("token"); addr != "" {
+			tokenAPI = "http://" + addr + "/v2/org/" + sampleOrg + "/nico/site/" + sampleSite + "/token (POST; README: Getting a token)"
+		}
+		fmt.Printf("\nsignet is running on an embedded control plane.\n"+
+			"  kubeconfig: %s\n  try:        kubectl --kubeconfig %s get tid -A\n  JWKS URL:   %s\n  metrics:    %s\n"+
+			"  token API:  %s\n"+
+			"Press Ctrl-C to stop everything.\n\n", kubeconfig, kubeconfig, url, metrics, tokenAPI)
+		return nil
+	})
 }
 
 // writeKubeconfig saves an admin kubeconfig for the embedded control plane
@@ -139,51 +188,45 @@ func buildManager() (string, error) {
 	return out, nil
 }
 
-// runManager runs the manager until ctx ends, then stops it gracefully.
-func runManager(ctx context.Context, manager, kubeconfig, publicBaseURL string, local bool) error {
-	args := []string{"--kubeconfig", kubeconfig, "--public-base-url", publicBaseURL, "--system-namespace", systemNamespace,
-		"--token-bind-address", tokenAddr}
-	if local {
-		args = append(args, "--jwks-bind-address", jwksAddr, "--metrics-bind-address", metricsAddr,
-			"--health-probe-bind-address", probeAddr)
-	}
-	cmd := exec.Command(manager, args...)
-	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
+// runManager runs cmd until ctx ends, then stops it gracefully. ready,
+// when given, runs once the manager has started (done is closed when it
+// exits) and may fail the run.
+func runManager(ctx context.Context, cmd *exec.Cmd, ready func(done <-chan struct{}) error) error {
 	if err := cmd.Start(); err != nil {
 		return err
 	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	if local {
-		url := "http://" + jwksAddr + "/v2/org/" + sampleOrg + "/nico/site/" + sampleSite + "/.well-known/jwks.json"
-		if err := waitFor(ctx, url, done); err != nil {
-			_ = cmd.Process.Signal(syscall.SIGTERM)
-			return err
-		}
-		fmt.Printf("\nsignet is running on an embedded control plane.\n"+
-			"  kubeconfig: %s\n  try:        kubectl --kubeconfig %s get tid -A\n  JWKS URL:   %s\n"+
-			"  token API:  POST http://%s/v2/org/%s/nico/site/%s/token (see README, Getting a token)\n"+
-			"Press Ctrl-C to stop everything.\n\n", kubeconfig, kubeconfig, url, tokenAddr, sampleOrg, sampleSite)
-	}
-	select {
-	case err := <-done:
-		return fmt.Errorf("manager exited: %w", err)
-	case <-ctx.Done():
+	done := make(chan struct{})
+	var waitErr error
+	go func() {
+		waitErr = cmd.Wait()
+		close(done)
+	}()
+	stop := func() {
 		_ = cmd.Process.Signal(syscall.SIGTERM)
 		select {
-		case err := <-done:
-			_ = err // the exit status after SIGTERM says nothing new
+		case <-done:
 		case <-time.After(15 * time.Second):
 			_ = cmd.Process.Kill()
-			err := <-done
-			_ = err
+			<-done
 		}
+	}
+	if ready != nil {
+		if err := ready(done); err != nil {
+			stop()
+			return err
+		}
+	}
+	select {
+	case <-done:
+		return fmt.Errorf("manager exited: %w", waitErr)
+	case <-ctx.Done():
+		stop() // the exit status after SIGTERM says nothing new
 		return nil
 	}
 }
 
 // waitFor polls url until it answers 200, the manager exits, or ctx ends.
-func waitFor(ctx context.Context, url string, managerDone <-chan error) error {
+func waitFor(ctx context.Context, url string, managerDone <-chan struct{}) error {
 	tick := time.NewTicker(250 * time.Millisecond)
 	defer tick.Stop()
 	deadline := time.After(2 * time.Minute)
@@ -196,8 +239,8 @@ func waitFor(ctx context.Context, url string, managerDone <-chan error) error {
 			}
 		}
 		select {
-		case err := <-managerDone:
-			return fmt.Errorf("manager exited before serving: %w", err)
+		case <-managerDone:
+			return errors.New("manager exited before serving")
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-deadline:

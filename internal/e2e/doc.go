@@ -1,6 +1,7 @@
 // Package e2e holds signet's end-to-end suite. It runs the manager binary
 // as separate processes against a real kube-apiserver and etcd (envtest),
-// installs the CRD and the samples with kubectl, acts as a signing workload
+// as the ServiceAccounts config/rbac ships, bound only to it, installs the
+// CRD, the RBAC and the samples with kubectl, acts as a signing workload
 // that reads the signing Secret and mints JWTs, and verifies every token
 // with real verifier libraries (coreos/go-oidc with OIDC discovery over
 // TLS, MicahParks/keyfunc with a refreshing jwkset HTTP storage) through

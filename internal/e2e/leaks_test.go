@@ -6,13 +6,11 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"sort"
 	"strings"
 	"sync"
-	"time"
 )
 
 // forbidden collects every encoding of every signet private key the suite
@@ -112,17 +110,6 @@ func scanLogs(groups ...[]string) []string {
 	return out
 }
 
-// metricsURL is the manager's Prometheus endpoint: plain HTTP on the
-// address it was given with --metrics-bind-address.
-func (m *managerProc) metricsURL() (string, error) {
-	for i, a := range m.args {
-		if a == "--metrics-bind-address" && i+1 < len(m.args) {
-			return "http://" + m.args[i+1] + "/metrics", nil
-		}
-	}
-	return "", fmt.Errorf("%s has no --metrics-bind-address", m.name)
-}
-
 // mustExpose are metrics the scrape must hold for it to count: one of the
 // JWKS server and one of the controller, so a scrape of the wrong endpoint
 // (or of a manager without either) fails instead of passing empty.
@@ -132,27 +119,12 @@ var mustExpose = []string{"signet_jwks_requests_total", `signet_key_events_total
 // private key material, as scanLogs does the logs. It returns the leaks
 // found and an error if the scrape failed or is not signet's.
 func scanMetrics(ctx context.Context, m *managerProc) (leaks []string, size int, err error) {
-	url, err := m.metricsURL()
+	url, status, body, err := scrape(ctx, m, s.scraperToken)
 	if err != nil {
 		return nil, 0, err
 	}
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	if err != nil {
-		return nil, 0, err
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return nil, 0, fmt.Errorf("scrape %s: %w", url, err)
-	}
-	defer func() { _ = resp.Body.Close() }()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return nil, 0, fmt.Errorf("scrape %s: %w", url, err)
-	}
-	if resp.StatusCode != http.StatusOK {
-		return nil, len(body), fmt.Errorf("scrape %s: %s", url, resp.Status)
+	if status != http.StatusOK {
+		return nil, len(body), fmt.Errorf("scrape %s: status %d: %s", url, status, body)
 	}
 	text := string(body)
 	var missing []string

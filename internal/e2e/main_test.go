@@ -7,7 +7,6 @@ import (
 	"crypto/x509"
 	"flag"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -17,23 +16,34 @@ import (
 	"testing"
 	"time"
 
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	"github.com/signet-dev/signet/internal/testenv"
 )
 
-// The suite shares one control plane and two manager processes:
+// The suite shares one control plane and two manager processes, each run
+// as the ServiceAccount config/rbac ships for it, with a token from
+// TokenRequest, bound to nothing but what `kubectl apply -k config/rbac`
+// creates; the kube-apiserver runs the OwnerReferencesPermissionEnforcement
+// admission plugin, as some distributions do:
 //
 //   - tlsMgr runs the controller and the JWKS server on TLS (a certificate
-//     for 127.0.0.1 signed by a test CA); its public base URL is its own
-//     https address, so issuers are https as OIDC requires. The rotation
-//     test SIGKILLs and restarts it.
+//     for 127.0.0.1 signed by a test CA) as signet-controller-manager; its
+//     public base URL is its own https address, so issuers are https as
+//     OIDC requires. The rotation test SIGKILLs and restarts it.
 //   - plainMgr runs the JWKS server alone (--controllers=false) on plain
-//     HTTP, as a user bound to the server-only ClusterRole (no Secrets),
-//     with the same public base URL: a second replica of the same service.
+//     HTTP as signet-jwks-server (no Secrets), with the same public base
+//     URL: a second replica of the same service.
 //
-// TestMain installs the CRD and the samples with kubectl, as a user would.
+// Both serve metrics over HTTPS to bearer tokens allowed GET /metrics:
+// tlsMgr with the test CA's certificate, plainMgr with a self-signed one.
+//
+// TestMain installs the CRD, the RBAC and the samples with kubectl, as a
+// user would.
 
 const (
 	sampleNamespace = "tenant-acme"
@@ -41,7 +51,14 @@ const (
 	sampleOrg       = "acme"
 	sampleSite      = "7d9f3c1e-5b2a-4c8e-9f10-3a4b5c6d7e8f"
 	crdName         = "tenantidentities.identity.signet.dev"
-	serverUser      = "e2e-jwks-server"
+	// The namespace and ServiceAccounts of config/rbac.
+	systemNamespace = "signet-system"
+	managerSA       = "signet-controller-manager"
+	serverSA        = "signet-jwks-server"
+	// ServiceAccounts that scrape metrics: one bound to
+	// signet-metrics-reader, one bound to nothing.
+	scraperSA = "e2e-metrics-scraper"
+	noRoleSA  = "e2e-no-role"
 	// maxCacheAge is the managers' --max-cache-age: documents are cached for
 	// at most this long, so verifiers refresh every second.
 	maxCacheAge = time.Second
@@ -53,17 +70,21 @@ type suite struct {
 	dir     string // scratch: kubeconfigs, certificates, logs, binaries
 	kubectl string
 	env     *envtest.Environment
+	cfg     *rest.Config // admin
 	client  client.Client
 
-	adminKubeconfig  string
-	serverKubeconfig string
-	managerBin       string
+	adminKubeconfig   string
+	managerKubeconfig string // managerSA's token
+	serverKubeconfig  string // serverSA's token
+	scraperToken      string
+	noRoleToken       string
+	managerBin        string
 
 	caPool        *x509.CertPool
 	httpsClient   *http.Client // trusts the test CA only
 	httpClient    *http.Client
-	publicBaseURL string // https://127.0.0.1:<tls port>
-	plainBaseURL  string // http://127.0.0.1:<plain port>
+	publicBaseURL string // https://127.0.0.1:<tlsMgr's relay port>
+	plainBaseURL  string // http://127.0.0.1:<plainMgr's relay port>
 
 	tlsMgr   *managerProc
 	plainMgr *managerProc
@@ -116,6 +137,11 @@ func runMain(m *testing.M) (code int) {
 		fmt.Fprintln(os.Stderr, "e2e: private key material in manager logs:\n  "+strings.Join(leaks, "\n  "))
 		code = 1
 	}
+	// The shipped RBAC was all the managers needed, for everything they did.
+	if denied := scanForbidden(s.tlsMgr.logs(), s.plainMgr.logs()); len(denied) > 0 {
+		fmt.Fprintln(os.Stderr, "e2e: the apiserver refused the managers something:\n  "+strings.Join(denied, "\n  "))
+		code = 1
+	}
 	fmt.Printf("e2e: %d private keys checked against %d log files; total %s\n",
 		forbidden.count(), len(s.tlsMgr.logs())+len(s.plainMgr.logs()), time.Since(start).Round(time.Millisecond))
 	return code
@@ -138,10 +164,11 @@ func (s *suite) setUp() (stop func(), err error) {
 	// Whatever fails first, the build ends before setUp returns.
 	defer func() { _ = waitBuild() }()
 
-	// The control plane without CRDs: kubectl installs them below.
+	// The control plane without CRDs (kubectl installs them below), with
+	// the admission plugin that checks blockOwnerDeletion against RBAC.
 	s.env = &envtest.Environment{}
-	cfg, err := s.env.Start()
-	if err != nil {
+	s.env.ControlPlane.GetAPIServer().Configure().Append("enable-admission-plugins", "OwnerReferencesPermissionEnforcement")
+	if s.cfg, err = s.env.Start(); err != nil {
 		return stop, fmt.Errorf("start envtest: %w", err)
 	}
 	stops = append(stops, func() {
@@ -149,43 +176,20 @@ func (s *suite) setUp() (stop func(), err error) {
 			fmt.Fprintln(os.Stderr, "e2e: stop envtest:", err)
 		}
 	})
-	if s.client, err = client.New(cfg, client.Options{Scheme: testenv.Scheme()}); err != nil {
+	if s.client, err = client.New(s.cfg, client.Options{Scheme: testenv.Scheme()}); err != nil {
 		return stop, err
 	}
 	if s.adminKubeconfig, err = s.writeKubeconfig(envtest.User{Name: "e2e-admin", Groups: []string{"system:masters"}}, "admin.kubeconfig"); err != nil {
 		return stop, err
 	}
-	if s.serverKubeconfig, err = s.writeKubeconfig(envtest.User{Name: serverUser}, "jwks-server.kubeconfig"); err != nil {
-		return stop, err
-	}
-
-	// What a user does: install the CRD and wait for it, then the
-	// server-only role bound to the server's user.
-	steps := [][]string{
-		{"create", "namespace", "signet-system"}, // signet's own: the claim records live there
-		{"apply", "-f", filepath.Join(s.root, "config", "crd", "bases")},
-		{"wait", "--for", "condition=Established", "--timeout", "60s", "crd/" + crdName},
-		{"apply", "-f", filepath.Join(s.root, "config", "rbac", "jwks-server", "role.yaml")},
-	}
-	for _, args := range steps {
-		if _, err := s.kubectlRun(nil, args...); err != nil {
-			return stop, err
-		}
-	}
-	binding := `apiVersion: rbac.authorization.k8s.io/v1
-kind: ClusterRoleBinding
-metadata: {name: e2e-jwks-server}
-roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: signet-jwks-server-role}
-subjects: [{apiGroup: rbac.authorization.k8s.io, kind: User, name: ` + serverUser + `}]
-`
-	if _, err := s.kubectlRun([]byte(binding), "apply", "-f", "-"); err != nil {
+	if err := s.installRBAC(); err != nil {
 		return stop, err
 	}
 	if err := waitBuild(); err != nil {
 		return stop, err
 	}
 
-	// TLS for the public server.
+	// TLS for the public server and tlsMgr's metrics (tls.crt, tls.key in s.dir).
 	certFile, keyFile, pool, err := writePKI(s.dir)
 	if err != nil {
 		return stop, err
@@ -196,44 +200,38 @@ subjects: [{apiGroup: rbac.authorization.k8s.io, kind: User, name: ` + serverUse
 	}}
 	s.httpClient = &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{}}
 
-	tlsAddr, err := freeAddr()
-	if err != nil {
+	if s.tlsMgr, err = newManagerProc("manager-tls", s.managerBin, s.dir); err != nil {
 		return stop, err
 	}
-	plainAddr, err := freeAddr()
-	if err != nil {
+	if s.plainMgr, err = newManagerProc("manager-plain", s.managerBin, s.dir); err != nil {
 		return stop, err
 	}
-	s.publicBaseURL = "https://" + tlsAddr
-	s.plainBaseURL = "http://" + plainAddr
-
-	if s.tlsMgr, err = newManagerProc("manager-tls", s.managerBin, s.dir, tlsAddr,
-		"--kubeconfig", s.adminKubeconfig,
+	s.publicBaseURL = "https://" + s.tlsMgr.jwksAddr()
+	s.plainBaseURL = "http://" + s.plainMgr.jwksAddr()
+	s.tlsMgr.args = append(s.tlsMgr.args,
+		"--kubeconfig", s.managerKubeconfig,
 		"--public-base-url", s.publicBaseURL,
 		"--tls-cert-file", certFile, "--tls-key-file", keyFile,
+		"--metrics-cert-path", s.dir,
 		"--max-cache-age", maxCacheAge.String(),
 		// The suite's workloads read the signing Secret through the API, not
 		// through a kubelet's mount: no propagation margin.
 		"--signing-secret-propagation=0",
-		"--token-bind-address", "127.0.0.1:0", // it logs the port it bound
-	); err != nil {
-		return stop, err
-	}
-	if s.plainMgr, err = newManagerProc("manager-plain", s.managerBin, s.dir, plainAddr,
+		"--token-bind-address", "127.0.0.1:0", // reported as the listener "token"
+	)
+	s.plainMgr.args = append(s.plainMgr.args,
 		"--kubeconfig", s.serverKubeconfig,
 		"--controllers=false",
 		"--public-base-url", s.publicBaseURL,
 		"--max-cache-age", maxCacheAge.String(),
-	); err != nil {
-		return stop, err
-	}
+	)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	for _, mp := range []*managerProc{s.tlsMgr, s.plainMgr} {
 		if err := mp.start(); err != nil {
 			return stop, err
 		}
-		stops = append(stops, mp.stop)
+		stops = append(stops, mp.close)
 	}
 	for _, mp := range []*managerProc{s.tlsMgr, s.plainMgr} {
 		if err := mp.waitReady(ctx); err != nil {
@@ -246,6 +244,61 @@ subjects: [{apiGroup: rbac.authorization.k8s.io, kind: User, name: ` + serverUse
 		return stop, err
 	}
 	return stop, nil
+}
+
+// installRBAC does what a user does before deploying: install the CRD and
+// wait for it, create signet-system and apply config/rbac; then it makes
+// kubeconfigs of the managers' ServiceAccounts and the scrapers' tokens.
+func (s *suite) installRBAC() error {
+	steps := [][]string{
+		{"apply", "-f", filepath.Join(s.root, "config", "crd", "bases")},
+		{"wait", "--for", "condition=Established", "--timeout", "60s", "crd/" + crdName},
+		{"create", "namespace", systemNamespace},
+		{"apply", "-k", filepath.Join(s.root, "config", "rbac")},
+		{"-n", systemNamespace, "create", "serviceaccount", scraperSA},
+		{"-n", systemNamespace, "create", "serviceaccount", noRoleSA},
+		{"create", "clusterrolebinding", scraperSA, "--clusterrole", "signet-metrics-reader", "--serviceaccount", systemNamespace + ":" + scraperSA},
+	}
+	for _, args := range steps {
+		if _, err := s.kubectlRun(nil, args...); err != nil {
+			return err
+		}
+	}
+	var err error
+	if s.managerKubeconfig, err = s.serviceAccountKubeconfig(managerSA); err != nil {
+		return err
+	}
+	if s.serverKubeconfig, err = s.serviceAccountKubeconfig(serverSA); err != nil {
+		return err
+	}
+	if s.scraperToken, err = s.token(scraperSA); err != nil {
+		return err
+	}
+	s.noRoleToken, err = s.token(noRoleSA)
+	return err
+}
+
+// token is a TokenRequest token of a ServiceAccount of signet-system, valid
+// longer than the suite runs.
+func (s *suite) token(serviceAccount string) (string, error) {
+	out, err := s.kubectlRun(nil, "-n", systemNamespace, "create", "token", serviceAccount, "--duration", "4h")
+	return strings.TrimSpace(out), err
+}
+
+// serviceAccountKubeconfig writes a kubeconfig that authenticates as the
+// ServiceAccount with a TokenRequest token, as a pod's mounted token does.
+func (s *suite) serviceAccountKubeconfig(serviceAccount string) (string, error) {
+	token, err := s.token(serviceAccount)
+	if err != nil {
+		return "", err
+	}
+	kc := clientcmdapi.NewConfig()
+	kc.Clusters["e2e"] = &clientcmdapi.Cluster{Server: s.cfg.Host, CertificateAuthorityData: s.cfg.CAData}
+	kc.AuthInfos[serviceAccount] = &clientcmdapi.AuthInfo{Token: token}
+	kc.Contexts["e2e"] = &clientcmdapi.Context{Cluster: "e2e", AuthInfo: serviceAccount}
+	kc.CurrentContext = "e2e"
+	path := filepath.Join(s.dir, serviceAccount+".kubeconfig")
+	return path, clientcmd.WriteToFile(*kc, path)
 }
 
 func (s *suite) writeKubeconfig(u envtest.User, name string) (string, error) {
@@ -304,16 +357,6 @@ func goBuild(root, out, pkg string) error {
 		return fmt.Errorf("go build %s: %w\n%s", pkg, err, b)
 	}
 	return nil
-}
-
-// freeAddr is a loopback address with a port free a moment ago.
-func freeAddr() (string, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer func() { _ = l.Close() }()
-	return l.Addr().String(), nil
 }
 
 // poll calls cond every interval until it returns true or an error, or

@@ -3,6 +3,7 @@ package e2e
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -27,28 +28,18 @@ func TestMakeRun(t *testing.T) {
 		t.Fatal(err)
 	}
 	runDir, home := t.TempDir(), t.TempDir()
-	jwksAddr, err := freeAddr()
-	if err != nil {
-		t.Fatal(err)
-	}
-	metricsAddr, err := freeAddr()
-	if err != nil {
-		t.Fatal(err)
-	}
-	probeAddr, err := freeAddr()
-	if err != nil {
-		t.Fatal(err)
-	}
 
 	cmd := exec.Command(bin)
 	cmd.Dir = s.root
+	// Port 0 everywhere: run-local and its manager bind what is free and
+	// print what they got; nothing is picked here and released.
 	cmd.Env = runLocalEnv(t, map[string]string{
 		"HOME":                home, // no ~/.kube/config
 		"SIGNET_RUN_DIR":      runDir,
-		"SIGNET_JWKS_ADDR":    jwksAddr,
-		"SIGNET_METRICS_ADDR": metricsAddr,
-		"SIGNET_PROBE_ADDR":   probeAddr,
-		"SIGNET_TOKEN_ADDR":   "127.0.0.1:0", // any free port: this test does not call it
+		"SIGNET_JWKS_ADDR":    "127.0.0.1:0",
+		"SIGNET_METRICS_ADDR": "127.0.0.1:0",
+		"SIGNET_PROBE_ADDR":   "127.0.0.1:0",
+		"SIGNET_TOKEN_ADDR":   "127.0.0.1:0",
 		"KUBEBUILDER_ASSETS":  os.Getenv("KUBEBUILDER_ASSETS"),
 	})
 	logPath := filepath.Join(s.dir, "run-local.log")
@@ -58,7 +49,7 @@ func TestMakeRun(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer func() { _ = log.Close() }()
-	// A pipe of our own: the manager run-local starts inherits it, and the
+	// A pipe of our own, read line by line for what run-local prints; the
 	// exit of run-local must not wait for the pipe to close.
 	stdout, stdoutW, err := os.Pipe()
 	if err != nil {
@@ -72,17 +63,24 @@ func TestMakeRun(t *testing.T) {
 	_ = stdoutW.Close()
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }()
-	urls := make(chan string, 1)
+	printed := make(chan map[string]string, 1)
 	go func() {
+		got := map[string]string{}
 		sc := bufio.NewScanner(stdout)
 		for sc.Scan() {
 			line := sc.Text()
 			_, _ = fmt.Fprintln(log, line)
-			if _, url, ok := strings.Cut(line, "JWKS URL:"); ok {
+			for _, key := range []string{"metrics:", "JWKS URL:", "token API:"} {
+				if _, v, ok := strings.Cut(line, key); ok && len(strings.Fields(v)) > 0 {
+					got[key] = strings.Fields(v)[0]
+				}
+			}
+			if len(got) == 3 {
 				select {
-				case urls <- strings.TrimSpace(url):
+				case printed <- got:
 				default:
 				}
+				got = map[string]string{}
 			}
 		}
 	}()
@@ -101,17 +99,19 @@ func TestMakeRun(t *testing.T) {
 		return string(b)
 	}
 
-	var url string
+	var got map[string]string
 	select {
-	case url = <-urls:
+	case got = <-printed:
 	case err := <-exited:
 		t.Fatalf("run-local exited before printing the JWKS URL: %v\n%s", err, dump())
 	case <-time.After(3 * time.Minute):
 		t.Fatalf("run-local printed no JWKS URL within 3 minutes\n%s", dump())
 	}
+	url := got["JWKS URL:"]
 	t.Logf("run-local printed %s after %s", url, time.Since(started).Round(time.Millisecond))
-	if want := "http://" + jwksAddr + "/v2/org/" + sampleOrg + "/nico/site/" + sampleSite + "/.well-known/jwks.json"; url != want {
-		t.Errorf("JWKS URL %q, want %q", url, want)
+	base, ok := strings.CutSuffix(url, "/v2/org/"+sampleOrg+"/nico/site/"+sampleSite+"/.well-known/jwks.json")
+	if !ok || !strings.HasPrefix(base, "http://127.0.0.1:") || strings.HasSuffix(base, ":0") {
+		t.Errorf("JWKS URL %q, want the sample's at http://127.0.0.1:<the port bound>", url)
 	}
 	resp := fetch(context.Background(), &http.Client{Timeout: 5 * time.Second}, url)
 	if resp.err != nil || resp.status != http.StatusOK {
@@ -127,8 +127,30 @@ func TestMakeRun(t *testing.T) {
 	if err := json.Unmarshal(resp.body, &set); err != nil || len(set.Keys) != 1 || set.Keys[0].Alg != "ES256" || set.Keys[0].Kty != "EC" {
 		t.Errorf("GET %s: want exactly one ES256 key, got %s (%v)", url, resp.body, err)
 	}
+	// The issuer names the address printed: the public base URL was known
+	// before the manager bound its own port.
+	disc := fetch(context.Background(), &http.Client{Timeout: 5 * time.Second}, strings.TrimSuffix(url, pathJWKS)+pathDiscovery)
+	var d struct {
+		Issuer  string `json:"issuer"`
+		JWKSURI string `json:"jwks_uri"`
+	}
+	if err := json.Unmarshal(disc.body, &d); err != nil || d.JWKSURI != url || !strings.HasPrefix(d.Issuer, base+"/") {
+		t.Errorf("discovery %d %s (%v): want jwks_uri %s", disc.status, disc.body, err, url)
+	}
+	// Metrics are secure under make run too: HTTPS, and no scrape without a token.
+	metrics := got["metrics:"]
+	insecure := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
+		TLSClientConfig: &tls.Config{InsecureSkipVerify: true, MinVersion: tls.VersionTLS12}, //nolint:gosec // its self-signed certificate
+	}}
+	if !strings.HasPrefix(metrics, "https://127.0.0.1:") {
+		t.Errorf("metrics printed as %q, want https://127.0.0.1:<port>/metrics", metrics)
+	} else if r := fetch(context.Background(), insecure, metrics); r.err != nil || r.status != http.StatusUnauthorized {
+		t.Errorf("GET %s without a token: %d %v, want 401", metrics, r.status, r.err)
+	}
 	if _, err := os.Stat(filepath.Join(runDir, "kubeconfig")); err != nil {
 		t.Errorf("no kubeconfig in SIGNET_RUN_DIR: %v", err)
+	} else {
+		checkMakeRunToken(t, got["token API:"], filepath.Join(runDir, "kubeconfig"), set.Keys)
 	}
 
 	// What it started: the manager, kube-apiserver and etcd (any depth).
@@ -265,4 +287,43 @@ func descendants(root int) []proc {
 		}
 	}
 	return out
+}
+
+// checkMakeRunToken does what README says for make run: a token of the
+// sample's workload (audience signet) from the printed token API, signed
+// with the key the JWKS URL serves.
+func checkMakeRunToken(t *testing.T, url, kubeconfig string, served []struct {
+	Kty string `json:"kty"`
+	Alg string `json:"alg"`
+	Kid string `json:"kid"`
+}) {
+	t.Helper()
+	if !strings.HasPrefix(url, "http://127.0.0.1:") || !strings.HasSuffix(url, "/v2/org/"+sampleOrg+"/nico/site/"+sampleSite+"/token") {
+		t.Errorf("token API printed as %q, want http://127.0.0.1:<port>/v2/org/%s/nico/site/%s/token", url, sampleOrg, sampleSite)
+		return
+	}
+	out, err := s.kubectlAs(kubeconfig, nil, "-n", sampleNamespace, "create", "token", "acme-workload", "--audience", "signet")
+	if err != nil {
+		t.Error(err)
+		return
+	}
+	req, err := http.NewRequest(http.MethodPost, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+strings.TrimSpace(out))
+	resp, err := (&http.Client{Timeout: 5 * time.Second}).Do(req)
+	if err != nil {
+		t.Error(err)
+		return
+	}
+	defer func() { _ = resp.Body.Close() }()
+	var res struct{ Token, KeyID string }
+	if err := json.NewDecoder(resp.Body).Decode(&res); err != nil || resp.StatusCode != http.StatusOK || res.Token == "" {
+		t.Errorf("POST %s as the sample workload: %d (%v)", url, resp.StatusCode, err)
+		return
+	}
+	if len(served) != 1 || res.KeyID != served[0].Kid {
+		t.Errorf("token of key %s; the JWKS URL serves %v", res.KeyID, served)
+	}
 }

@@ -7,46 +7,53 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/signet-dev/signet/internal/devnet"
 )
 
 // managerProc is one manager process, restartable with the same flags.
-// Each run logs to a file of its own.
+// Each run logs to a file of its own. Every listener binds 127.0.0.1:0 and
+// the run reports the address it bound (devnet.Addrs); the JWKS server is
+// reached through front, a relay of the suite's own whose address (a
+// public base URL) stays the same across restarts.
 type managerProc struct {
-	name     string
-	bin      string
-	dir      string
-	args     []string
-	probeURL string
+	name  string
+	bin   string
+	dir   string
+	args  []string
+	front *devnet.Relay
 
 	mu      sync.Mutex
 	cmd     *exec.Cmd
+	addrs   *devnet.Addrs // of the current run
 	done    chan struct{} // closed when the current run exited
 	waitErr error
 	logFile []string
 }
 
-// newManagerProc prepares a manager serving JWKS on jwksAddr, with its own
-// free metrics and probe ports.
-func newManagerProc(name, bin, dir, jwksAddr string, extra ...string) (*managerProc, error) {
-	metrics, err := freeAddr()
-	if err != nil {
-		return nil, err
-	}
-	probe, err := freeAddr()
+// newManagerProc prepares a manager whose listeners bind ports of their
+// choosing, its JWKS server behind a relay the suite holds (jwksAddr).
+func newManagerProc(name, bin, dir string, extra ...string) (*managerProc, error) {
+	front, err := devnet.NewRelay("127.0.0.1:0")
 	if err != nil {
 		return nil, err
 	}
 	args := append([]string{
-		"--jwks-bind-address", jwksAddr,
-		"--metrics-bind-address", metrics,
-		"--health-probe-bind-address", probe,
+		"--jwks-bind-address", "127.0.0.1:0",
+		"--metrics-bind-address", "127.0.0.1:0",
+		"--health-probe-bind-address", "127.0.0.1:0",
 	}, extra...)
-	return &managerProc{name: name, bin: bin, dir: dir, args: args, probeURL: "http://" + probe + "/readyz"}, nil
+	return &managerProc{name: name, bin: bin, dir: dir, args: args, front: front}, nil
 }
+
+// jwksAddr is where the suite reaches this manager's JWKS server, the
+// same address for every run.
+func (m *managerProc) jwksAddr() string { return m.front.Addr() }
 
 // start runs the manager once more with the same flags.
 func (m *managerProc) start() error {
@@ -57,17 +64,25 @@ func (m *managerProc) start() error {
 	if err != nil {
 		return err
 	}
+	addrs := &devnet.Addrs{OnReport: func(name, addr string) {
+		if name == "jwks" {
+			m.front.SetBackend(addr)
+		}
+	}}
+	out := addrs.Tee(f)
 	cmd := exec.Command(m.bin, m.args...)
-	cmd.Stdout, cmd.Stderr = f, f
+	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
 		_ = f.Close()
 		return fmt.Errorf("start %s: %w", m.name, err)
 	}
-	m.cmd, m.done, m.waitErr = cmd, make(chan struct{}), nil
+	m.cmd, m.addrs, m.done, m.waitErr = cmd, addrs, make(chan struct{}), nil
 	m.logFile = append(m.logFile, path)
 	done := m.done
 	go func() {
 		err := cmd.Wait()
+		// Its port is free now: nothing may reach whoever takes it next.
+		m.front.SetBackend("")
 		_ = f.Close()
 		m.mu.Lock()
 		m.waitErr = err
@@ -77,14 +92,37 @@ func (m *managerProc) start() error {
 	return nil
 }
 
+// addr waits for the current run to report the address of its listener
+// name ("jwks", "metrics", "health probe").
+func (m *managerProc) addr(ctx context.Context, name string) (string, error) {
+	m.mu.Lock()
+	addrs, done := m.addrs, m.done
+	m.mu.Unlock()
+	addr, err := addrs.Wait(ctx, name, done)
+	if err != nil {
+		return "", fmt.Errorf("%s: %w (exit: %s); log:\n%s", m.name, err, errText(m.exitErr()), m.tail(40))
+	}
+	return addr, nil
+}
+
 // waitReady polls /readyz (the JWKS server's cache has synced) until 200.
 func (m *managerProc) waitReady(ctx context.Context) error {
+	probe, err := m.addr(ctx, "health probe")
+	if err != nil {
+		return err
+	}
+	if !slices.Contains(m.args, "--jwks-server=false") {
+		// Its relay has a backend once it has reported.
+		if _, err := m.addr(ctx, "jwks"); err != nil {
+			return err
+		}
+	}
 	m.mu.Lock()
 	done := m.done
 	m.mu.Unlock()
-	probe := &http.Client{Timeout: 2 * time.Second}
+	c := &http.Client{Timeout: 2 * time.Second}
 	for {
-		resp, err := probe.Get(m.probeURL)
+		resp, err := c.Get("http://" + probe + "/readyz")
 		if err == nil {
 			_ = resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
@@ -99,6 +137,13 @@ func (m *managerProc) waitReady(ctx context.Context) error {
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
+}
+
+// close stops the manager and its relay, for a manager that is not
+// started again.
+func (m *managerProc) close() {
+	m.stop()
+	_ = m.front.Close()
 }
 
 // kill sends SIGKILL and waits for the process to be gone.
@@ -136,6 +181,22 @@ func (m *managerProc) stop() {
 	case <-time.After(20 * time.Second):
 		_ = cmd.Process.Signal(syscall.SIGKILL)
 		<-done
+	}
+}
+
+// running reports whether the current run has not exited.
+func (m *managerProc) running() bool {
+	m.mu.Lock()
+	done := m.done
+	m.mu.Unlock()
+	if done == nil {
+		return false
+	}
+	select {
+	case <-done:
+		return false
+	default:
+		return true
 	}
 }
 

@@ -199,8 +199,8 @@ func TestSampleServed(t *testing.T) {
 		}
 	}
 
-	// The server-only replica runs as a user that cannot read Secrets.
+	// The server-only replica runs as a ServiceAccount that cannot read Secrets.
 	if out, err := s.kubectlAs(s.serverKubeconfig, nil, "get", "secrets", "-n", sampleNamespace); err == nil {
-		t.Errorf("the server-only user can read Secrets:\n%s", out)
+		t.Errorf("the server-only ServiceAccount can read Secrets:\n%s", out)
 	}
 }

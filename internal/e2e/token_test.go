@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/base64"
@@ -28,7 +27,7 @@ import (
 
 // The token API end to end: workloads that never see a key get their
 // tokens from the TLS manager's token listener (--token-bind-address
-// 127.0.0.1:0; the manager logs the address it bound), every 200 ms,
+// 127.0.0.1:0, reported as the listener "token"), every 200 ms,
 // through scheduled rotations, a rotationTrigger and a revocation of the
 // Active key; go-oidc and keyfunc (on both servers) verify every live
 // token on every tick. One tenant has signingSecret.enabled: false: its
@@ -124,7 +123,7 @@ func TestTokenAPIAcrossRotations(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 
-	addr, err := tokenAPIAddr(s.tlsMgr)
+	addr, err := s.tlsMgr.addr(ctx, "token")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -135,7 +134,7 @@ func TestTokenAPIAcrossRotations(t *testing.T) {
 	t.Cleanup(func() {
 		_, _ = s.kubectlRun(nil, "delete", "tid", "-n", sampleNamespace, es.name, rs.name, "--wait=false")
 	})
-	cs, err := kubernetes.NewForConfig(s.env.Config)
+	cs, err := kubernetes.NewForConfig(s.cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -423,32 +422,6 @@ func (r *tokenRun) statusOf(tn *apiTenant) identityv1alpha1.TenantIdentityStatus
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return *tn.status.DeepCopy()
-}
-
-// tokenAPIAddr is the address the manager's token listener bound, from
-// the log line it writes at start (the current run's log).
-func tokenAPIAddr(m *managerProc) (string, error) {
-	logs := m.logs()
-	if len(logs) == 0 {
-		return "", fmt.Errorf("%s has no log", m.name)
-	}
-	f, err := os.Open(logs[len(logs)-1])
-	if err != nil {
-		return "", err
-	}
-	defer func() { _ = f.Close() }()
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
-	for sc.Scan() {
-		var line struct {
-			Msg     string `json:"msg"`
-			Address string `json:"address"`
-		}
-		if json.Unmarshal(sc.Bytes(), &line) == nil && line.Msg == "token API listening" && line.Address != "" {
-			return line.Address, nil
-		}
-	}
-	return "", fmt.Errorf("%s logged no \"token API listening\" line; log:\n%s", m.name, m.tail(20))
 }
 
 // checkNoSigningSecret: with signingSecret.enabled false there is no
