@@ -27,13 +27,8 @@ envtest-assets: ## Build or find kube-apiserver, etcd and kubectl for envtest; p
 ##@ Generated files
 
 .PHONY: manifests
-<<<<<<< HEAD
-manifests: $(CONTROLLER_GEN) ## CRDs and RBAC from the markers: the manager's role, and the server-only role (no Secrets).
-	$(CONTROLLER_GEN) rbac:roleName=signet-manager-role crd paths="./api/...;./controllers/...;./internal/jwks/...;./internal/token/..." \
-=======
 manifests: $(CONTROLLER_GEN) ## CRDs and RBAC from the markers: the manager's role, the server-only role (no Secrets), the metrics endpoint's reviews.
-	$(CONTROLLER_GEN) rbac:roleName=signet-manager-role crd paths="./api/...;./controllers/...;./internal/jwks/..." \
->>>>>>> main
+	$(CONTROLLER_GEN) rbac:roleName=signet-manager-role crd paths="./api/...;./controllers/...;./internal/jwks/...;./internal/token/..." \
 		output:crd:artifacts:config=config/crd/bases output:rbac:artifacts:config=config/rbac
 	$(CONTROLLER_GEN) rbac:roleName=signet-jwks-server-role paths="./internal/jwks/..." \
 		output:rbac:artifacts:config=config/rbac/jwks-server
