@@ -98,7 +98,7 @@ func newManager(ctx context.Context, cfg *rest.Config, o options) (manager.Manag
 		if err := mgr.AddReadyzCheck("jwks-synced", srv.ReadyCheck()); err != nil {
 			return nil, err
 		}
-		if err := addTokenAPI(mgr, srv, o); err != nil {
+		if _, err := addTokenAPI(mgr, srv, o); err != nil {
 			return nil, err
 		}
 	} else if err := mgr.AddReadyzCheck("readyz", healthz.Ping); err != nil {
@@ -127,17 +127,19 @@ func cacheOptions(o options) cache.Options {
 // addTokenAPI runs the token API where it can work: beside the controller
 // (it reads key Secrets, which a server-only replica's RBAC forbids) and
 // the JWKS server (it signs only what the server publishes).
-func addTokenAPI(mgr manager.Manager, srv *jwks.Server, o options) error {
+// It returns nil when the token API does not run here.
+func addTokenAPI(mgr manager.Manager, srv *jwks.Server, o options) (*token.Server, error) {
 	if !o.controllers || o.tokenAddr == "0" {
-		return nil
+		return nil, nil
 	}
-	if _, err := token.Add(mgr, srv, token.Options{
+	ts, err := token.Add(mgr, srv, token.Options{
 		BindAddress:    o.tokenAddr,
 		TLSCertFile:    o.tlsCertFile,
 		TLSKeyFile:     o.tlsKeyFile,
 		ReviewAudience: o.tokenAudience,
-	}); err != nil {
-		return fmt.Errorf("set up token API: %w", err)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("set up token API: %w", err)
 	}
-	return nil
+	return ts, nil
 }

@@ -190,16 +190,21 @@ func listen(opts Options) (net.Listener, *certwatcher.CertWatcher, error) {
 			return nil, nil, fmt.Errorf("token API: TLS certificate: %w", err)
 		}
 	}
+	if watcher == nil {
+		// Refuse an address that is not loopback before binding it at all.
+		if err := literalNotLoopback(opts.BindAddress); err != nil {
+			return nil, nil, plainHTTPRefused(opts.BindAddress, err)
+		}
+	}
 	ln, err := net.Listen("tcp", opts.BindAddress)
 	if err != nil {
 		return nil, nil, fmt.Errorf("token API: listen on %s: %w", opts.BindAddress, err)
 	}
 	if watcher == nil {
+		// A host name is checked by what it bound.
 		if err := checkLoopback(ln.Addr()); err != nil {
 			_ = ln.Close()
-			return nil, nil, fmt.Errorf("token API: refusing plain HTTP on %s: %w; give it a certificate "+
-				"(--tls-cert-file, --tls-key-file), bind it to 127.0.0.1 or [::1], or turn it off with --token-bind-address=0",
-				opts.BindAddress, err)
+			return nil, nil, plainHTTPRefused(opts.BindAddress, err)
 		}
 		return ln, nil, nil
 	}
@@ -210,8 +215,30 @@ func listen(opts Options) (net.Listener, *certwatcher.CertWatcher, error) {
 	}), watcher, nil
 }
 
-// checkLoopback accepts only an address bound to a loopback interface (an
-// empty host binds every interface).
+func plainHTTPRefused(addr string, err error) error {
+	return fmt.Errorf("token API: refusing plain HTTP on %s: %w; give it a certificate "+
+		"(--tls-cert-file, --tls-key-file), bind it to 127.0.0.1 or [::1], or turn it off with --token-bind-address=0",
+		addr, err)
+}
+
+// literalNotLoopback refuses an address whose host is empty (every
+// interface) or an IP that is not loopback; a host name passes, to be
+// checked once bound.
+func literalNotLoopback(addr string) error {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return nil // net.Listen says what is wrong with it
+	}
+	if host == "" {
+		return fmt.Errorf("%s binds every interface, not a loopback address", addr)
+	}
+	if ip := net.ParseIP(host); ip != nil && !ip.IsLoopback() {
+		return fmt.Errorf("%s is not a loopback address", host)
+	}
+	return nil
+}
+
+// checkLoopback accepts only an address bound to a loopback interface.
 func checkLoopback(addr net.Addr) error {
 	tcp, ok := addr.(*net.TCPAddr)
 	if !ok || !tcp.IP.IsLoopback() {
