@@ -226,10 +226,10 @@ func plainHTTPRefused(addr string, err error) error {
 // checked once bound.
 func literalNotLoopback(addr string) error {
 	host, _, err := net.SplitHostPort(addr)
-	if err != nil {
-		return nil // net.Listen says what is wrong with it
-	}
-	if host == "" {
+	switch {
+	case err != nil:
+		return fmt.Errorf("bind address %q: %w", addr, err)
+	case host == "":
 		return fmt.Errorf("%s binds every interface, not a loopback address", addr)
 	}
 	if ip := net.ParseIP(host); ip != nil && !ip.IsLoopback() {
