@@ -80,6 +80,11 @@ run: manifests ## Run the operator: on the configured cluster, else on an embedd
 	go build -o $(BIN)/run-local ./hack/run-local
 	KUBEBUILDER_ASSETS="$$(hack/envtest-assets.sh)" $(BIN)/run-local
 
+.PHONY: bench-scale
+bench-scale: ## Scale benchmark: envtest, the manager binary and a server-only replica, N tenants (BENCH_SCALE_ARGS="-n 10000 -out /tmp/scale").
+	go build -o $(BIN)/bench-scale ./hack/bench-scale
+	KUBEBUILDER_ASSETS="$$(hack/envtest-assets.sh)" $(BIN)/bench-scale $(BENCH_SCALE_ARGS)
+
 .PHONY: bench
 bench:
 	go test -run '^$$' -bench . -benchmem ./internal/jwks/... ./internal/token/...

@@ -64,9 +64,12 @@ type refusal struct {
 	reason, message string
 }
 
-// decide is the whole decision of one reconcile over obs, at now.
-func (r *TenantIdentityReconciler) decide(obs *observed, now time.Time) *decision {
-	d := &decision{now: now}
+// decide is the whole decision of one reconcile over obs. Its time is read
+// once the keys are loaded, right before the policy decides: a key it
+// retires stops signing when the writes that follow switch the signing
+// Secret, and its overlap must not have begun long before.
+func (r *TenantIdentityReconciler) decide(obs *observed) *decision {
+	d := &decision{now: r.Clock.Now()}
 	ti := obs.ti
 	owner := tenancy.Owner(recordOf(obs), obs.claims, func(ns string) map[string]string { return obs.claimLabels[ns] }, r.OrgBinding)
 	if owner != nil && (obs.claimRecord == nil || !sameClaim(obs, owner)) {
@@ -84,7 +87,9 @@ func (r *TenantIdentityReconciler) decide(obs *observed, now time.Time) *decisio
 		d.invalid = err
 		return d
 	}
-	d.in = r.rotationInput(obs, d, policy, now)
+	d.in = r.rotationInput(obs, d, policy)
+	d.now = r.Clock.Now()
+	d.in.Now = d.now
 	d.plan = rotation.Decide(d.in)
 	return d
 }
@@ -206,10 +211,10 @@ func policyFromSpec(spec identityv1alpha1.TenantIdentitySpec, signingPropagation
 // rotationInput turns what was observed into the policy's input. A key
 // Secret that cannot be read is left out (as if lost): the policy then
 // treats its kid like any lost key.
-func (r *TenantIdentityReconciler) rotationInput(obs *observed, d *decision, policy rotation.Policy, now time.Time) rotation.Input {
+func (r *TenantIdentityReconciler) rotationInput(obs *observed, d *decision, policy rotation.Policy) rotation.Input {
 	ti := obs.ti
 	in := rotation.Input{
-		Now: now, Policy: policy, Suspend: ti.Spec.Suspend,
+		Policy: policy, Suspend: ti.Spec.Suspend,
 		Trigger: ti.Spec.RotationTrigger, LastTrigger: ti.Status.LastRotationTrigger,
 		Revoked:       ti.Spec.RevokedKeyIDs,
 		PublishedKIDs: kidsOfConfigMap(obs.configMap),

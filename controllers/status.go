@@ -50,7 +50,7 @@ func plannedStatus(ti *identityv1alpha1.TenantIdentity, in rotation.Input, plan 
 	st.Keys = keyStatuses(ti, in.Policy, plan)
 	st.NextRotationTime = nil // nothing is scheduled while suspended
 	if t := nextRotation(in.Policy, plan); !t.IsZero() && !plan.Suspended {
-		st.NextRotationTime = &metav1.Time{Time: t}
+		st.NextRotationTime = timeOrNil(t)
 	}
 	ready, reason, msg := metav1.ConditionTrue, identityv1alpha1.ReasonKeysPublished,
 		fmt.Sprintf("%d key(s) published; %s signs", len(plan.Published), plan.ActiveKID)
@@ -92,8 +92,11 @@ func baseStatus(ti *identityv1alpha1.TenantIdentity, publicBaseURL string) ident
 }
 
 func setCondition(st *identityv1alpha1.TenantIdentityStatus, ti *identityv1alpha1.TenantIdentity, typ string, status metav1.ConditionStatus, reason, msg string) {
+	// A transition's time in whole seconds, as the API server stores it
+	// (kept as it is while the status stays the same).
 	meta.SetStatusCondition(&st.Conditions, metav1.Condition{
 		Type: typ, Status: status, Reason: reason, Message: msg, ObservedGeneration: ti.Generation,
+		LastTransitionTime: metav1.NewTime(time.Now().Truncate(time.Second)),
 	})
 }
 
@@ -157,11 +160,14 @@ func nextRotation(p rotation.Policy, plan rotation.Plan) time.Time {
 	return time.Time{}
 }
 
+// timeOrNil is a time as the status stores it: metav1.Time keeps whole
+// seconds, so the status computed is the status read back, and a
+// reconcile that changes nothing finds it equal and writes nothing.
 func timeOrNil(t time.Time) *metav1.Time {
 	if t.IsZero() {
 		return nil
 	}
-	return &metav1.Time{Time: t}
+	return &metav1.Time{Time: t.Truncate(time.Second)}
 }
 
 // removalOrNil is a removal time as the status keeps it: metav1.Time drops

@@ -96,20 +96,19 @@ func (r *TenantIdentityReconciler) Reconcile(ctx context.Context, req ctrl.Reque
 	if err != nil {
 		return ctrl.Result{}, err
 	}
-	now := r.Clock.Now()
-	if d := r.decide(obs, now); d.settled(obs, r.statusOf(obs, d), ti.Spec.SigningSecret.IsEnabled()) {
+	if d := r.decide(obs); d.settled(obs, r.statusOf(obs, d), ti.Spec.SigningSecret.IsEnabled()) {
 		r.observeTenant(obs.ti, obs.ti.Status)
 		return scheduled(r.requeueOf(d)), nil
 	}
 	if obs, err = r.observe(ctx, &ti, r.liveSource()); err != nil {
 		return ctrl.Result{}, err
 	}
-	d := r.decide(obs, now)
+	d := r.decide(obs)
 	if d.plan.Create != nil && hasHistory(obs) {
 		if err := r.scanStrays(ctx, obs); err != nil {
 			return ctrl.Result{}, err
 		}
-		d = r.decide(obs, now)
+		d = r.decide(obs)
 	}
 	return r.carryOut(ctx, obs, d)
 }

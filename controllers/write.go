@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -191,6 +192,9 @@ func (r *TenantIdentityReconciler) apply(ctx context.Context, obs *observed, d *
 	if err := r.writeSigningSecret(ctx, obs, d); err != nil {
 		return err
 	}
+	if err := r.recordSwitch(ctx, obs, d); err != nil {
+		return err
+	}
 	for _, kid := range plan.Delete {
 		if k, ok := d.loaded[kid]; ok {
 			if err := r.deleteSecret(ctx, k.secret); err != nil {
@@ -199,6 +203,36 @@ func (r *TenantIdentityReconciler) apply(ctx context.Context, obs *observed, d *
 		}
 	}
 	return nil
+}
+
+// recordSwitch: the writes above took time, and the key the signing
+// Secret held (or, without a signing Secret, the key the token API signed
+// with, the first one the documents listed) stopped signing only now, not
+// when the plan was made. Its retirement moves to now, so that its overlap
+// counts from when it really stopped (rotation.Switched).
+func (r *TenantIdentityReconciler) recordSwitch(ctx context.Context, obs *observed, d *decision) error {
+	previous := signingKID(obs.signing)
+	if !obs.ti.Spec.SigningSecret.IsEnabled() || previous == "" {
+		previous = firstKID(obs.configMap)
+	}
+	if previous == "" || previous == d.plan.ActiveKID || d.plan.Suspended {
+		return nil
+	}
+	var rec *rotation.Key
+	d.plan, rec = rotation.Switched(d.in.Policy, d.plan, previous, r.Clock.Now())
+	if rec == nil {
+		return nil
+	}
+	return r.writeRecord(ctx, d.loaded[rec.KID], *rec)
+}
+
+// firstKID is the kid a JWKS ConfigMap lists first: the Active key's.
+func firstKID(cm *corev1.ConfigMap) string {
+	if cm == nil {
+		return ""
+	}
+	first, _, _ := strings.Cut(cm.Annotations[identityv1alpha1.AnnotationKeyOrder], ",")
+	return first
 }
 
 // writeRecord updates a key Secret's record annotations when they changed.

@@ -35,7 +35,9 @@ limitations under the License.
 //	//  1. write the records of plan.Keys that changed, in plan.Keys order
 //	//     (the Active key first, so a crash never leaves no Active record);
 //	//  2. write the ConfigMap with plan.Published (public keys only);
-//	//  3. point the signing Secret at plan.ActiveKID (unless it is "");
+//	//  3. point the signing Secret at plan.ActiveKID (unless it is ""),
+//	//     then plan, rec = Switched(policy, plan, previousKID, now) and
+//	//     write rec when it is not nil: the key stopped signing only now;
 //	//  4. delete the Secrets of plan.Delete, now that they are unpublished
 //	//     and sign no more (a failed write above destroys nothing);
 //	//  5. write the status (HandledTrigger, the keys and the orphans with
@@ -222,6 +224,33 @@ type Plan struct {
 	// rotationTrigger asks for was not created: the TenantIdentity holds
 	// MaxKeys keys. "" when nothing waits.
 	Blocked string
+}
+
+// Switched completes a reconcile once the signing Secret has switched from
+// the key previous to plan.ActiveKID, at the instant at. The writes before
+// the switch take time; a key that plan retired stopped signing only now,
+// so its retirement and removal move to at (never earlier). It returns the
+// plan with that record and whether it changed, for the controller to
+// write it.
+func Switched(p Policy, plan Plan, previous string, at time.Time) (Plan, *Key) {
+	for i, k := range plan.Keys {
+		if k.KID == previous && k.State == Retired && at.After(k.RetiredAt) {
+			plan.Keys = slices.Clone(plan.Keys)
+			plan.Keys[i].RetiredAt = at
+			plan.Keys[i].RemovesAt = later(k.RemovesAt, at.Add(p.Retention()))
+			plan.NextChange = earliestChange(plan.NextChange, plan.Keys[i].RemovesAt)
+			return plan, &plan.Keys[i]
+		}
+	}
+	return plan, nil
+}
+
+// earliestChange keeps next unless it is zero.
+func earliestChange(next, t time.Time) time.Time {
+	if next.IsZero() {
+		return t
+	}
+	return next
 }
 
 // Created completes a reconcile once the key first.Create asked for has

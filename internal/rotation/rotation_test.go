@@ -624,3 +624,39 @@ func TestDecide(t *testing.T) {
 		})
 	}
 }
+
+// The writes between a plan and the signing Secret's switch take time: the
+// key the plan retired stopped signing at the switch, and its removal
+// counts from then, never from earlier.
+func TestSwitched(t *testing.T) {
+	a, n := activeKey("A", 0, 0), nextKey("N", 9*h, 10*h)
+	plan := Decide(world(10*h, a, n)) // N activates, A retires at 10h
+	cases := []struct {
+		name     string
+		previous string
+		at       time.Duration
+		removes  time.Duration // A's removal after the switch; 0: no record to write
+	}{
+		{"the switch 200 ms after the plan", "A", 10*h + 200*time.Millisecond, 13*h + 200*time.Millisecond},
+		{"the switch at the plan's instant", "A", 10 * h, 0},
+		{"a clock behind the plan's: never earlier", "A", 10*h - time.Second, 0},
+		{"the previous signer is not a key the plan retired", "N", 10*h + time.Second, 0},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			got, rec := Switched(pol, plan, tc.previous, at(tc.at))
+			if tc.removes == 0 {
+				if rec != nil || fmtPlan(got) != fmtPlan(plan) {
+					t.Fatalf("changed the plan: %v\n%s", rec, fmtPlan(got))
+				}
+				return
+			}
+			if rec == nil || rec.KID != "A" || !rec.RetiredAt.Equal(at(tc.at)) || !rec.RemovesAt.Equal(at(tc.removes)) {
+				t.Fatalf("record %+v, want A retired at %s, removed at %s", rec, tc.at, tc.removes)
+			}
+			if !got.Keys[1].RemovesAt.Equal(at(tc.removes)) || !plan.Keys[1].RemovesAt.Equal(at(13*h)) {
+				t.Fatalf("the plan's keys: %s (the input plan must stay as it was)", fmtPlan(got))
+			}
+		})
+	}
+}
