@@ -18,26 +18,18 @@ import (
 // package talks to.
 var env *testenv.Env
 
-// TestMain is testenv.Main, plus stopping the shared TenantIdentity cache
+// TestMain is testenv.Main, plus the namespace signet runs in (where it
+// keeps its claim records), and stopping the shared TenantIdentity cache
 // before the control plane: an open watch would hold kube-apiserver's
 // shutdown until envtest gives up on it.
 func TestMain(m *testing.M) {
 	// The manager's and clients' own logs, shown with a failing run.
 	log.SetLogger(funcr.New(func(prefix, args string) { fmt.Fprintln(os.Stderr, prefix, args) }, funcr.Options{}))
-	e, err := testenv.Start()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	env = e
-	if err := e.Client.Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: systemNamespace}}); err != nil {
-		fmt.Fprintln(os.Stderr, "create the system namespace:", err)
-		os.Exit(1)
-	}
-	code := m.Run()
-	stopShared()
-	if err := e.Stop(); err != nil {
-		fmt.Fprintln(os.Stderr, "stop envtest:", err)
-	}
-	os.Exit(code)
+	testenv.MainWith(m, &env, func(e *testenv.Env) error {
+		ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: systemNamespace}}
+		if err := e.Client.Create(context.Background(), ns); err != nil {
+			return fmt.Errorf("create the system namespace: %w", err)
+		}
+		return nil
+	}, stopShared)
 }

@@ -53,8 +53,7 @@ func TestManager(t *testing.T) {
 		Controller:             config.Controller{SkipNameValidation: ptr.To(true)},
 		// Only this test's namespace: the other tests' objects stay out.
 		// The cache as cmd/manager configures it.
-		Cache:  cacheopts.Options(cacheopts.Config{WatchNamespace: ns, SystemNamespace: systemNamespace}),
-		Client: client.Options{Cache: &client.CacheOptions{DisableFor: []client.Object{&corev1.Secret{}}}},
+		Cache: cacheopts.Options(cacheopts.Config{WatchNamespace: ns, SystemNamespace: systemNamespace}),
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -77,10 +77,11 @@ func (r *TenantIdentityReconciler) liveSource() source {
 }
 
 // observe reads everything the decisions need from src. Tenancy is read
-// from the cache either way (namespaces and claims change rarely, and the
-// field index that finds the claims lives there), except the claim record,
-// which is read live with the rest: it is the one fact two reconciles race
-// on, and creating it is what settles the race.
+// from the cache either way: namespaces and claims change rarely, the
+// field index that finds the claims lives there, and a stale claim record
+// cannot mislead a write, which creates it (AlreadyExists) or updates it at
+// the resourceVersion read (Conflict): the race ends with a conflict and a
+// reconcile on the newer record.
 func (r *TenantIdentityReconciler) observe(ctx context.Context, ti *identityv1alpha1.TenantIdentity, src source) (*observed, error) {
 	obs := &observed{ti: ti, live: src.live}
 	if src.live {
@@ -90,7 +91,7 @@ func (r *TenantIdentityReconciler) observe(ctx context.Context, ti *identityv1al
 		}
 		obs.ti = fresh
 	}
-	if err := r.observeTenancy(ctx, obs, src); err != nil {
+	if err := r.observeTenancy(ctx, obs); err != nil {
 		return nil, err
 	}
 	if err := r.observeKeySecrets(ctx, obs, src); err != nil {
@@ -112,7 +113,7 @@ func (r *TenantIdentityReconciler) observe(ctx context.Context, ti *identityv1al
 
 // observeTenancy reads the namespace, the claims on ti's org/site and the
 // claim record.
-func (r *TenantIdentityReconciler) observeTenancy(ctx context.Context, obs *observed, src source) error {
+func (r *TenantIdentityReconciler) observeTenancy(ctx context.Context, obs *observed) error {
 	ti := obs.ti
 	obs.claimLabels = map[string]map[string]string{}
 	labelsOf := func(ns string) (map[string]string, error) {
@@ -142,7 +143,7 @@ func (r *TenantIdentityReconciler) observeTenancy(ctx context.Context, obs *obse
 			return err
 		}
 	}
-	obs.claimRecord, err = getObject(ctx, src.reader, r.SystemNamespace, tenancy.ClaimName(ti.Spec.Org, ti.Spec.SiteID), &corev1.ConfigMap{})
+	obs.claimRecord, err = getObject(ctx, r.Client, r.SystemNamespace, tenancy.ClaimName(ti.Spec.Org, ti.Spec.SiteID), &corev1.ConfigMap{})
 	return err
 }
 

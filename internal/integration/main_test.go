@@ -64,24 +64,15 @@ var (
 
 func TestMain(m *testing.M) {
 	ctrl.SetLogger(logr.Discard())
-	e, err := testenv.Start()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	env = e
-	stop, err := setUp(e)
-	code := 1
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "integration: set up:", err)
-	} else {
-		code = m.Run()
-	}
-	stop()
-	if err := e.Stop(); err != nil {
-		fmt.Fprintln(os.Stderr, "stop envtest:", err)
-	}
-	os.Exit(code)
+	stop := func() {}
+	testenv.MainWith(m, &env, func(e *testenv.Env) error {
+		var err error
+		if stop, err = setUp(e); err != nil {
+			stop()
+			return fmt.Errorf("integration: set up: %w", err)
+		}
+		return nil
+	}, func() { stop() })
 }
 
 // setUp starts the two managers once the control plane runs.
@@ -143,7 +134,6 @@ func newManager(cfg *rest.Config, o replica) (manager.Manager, *jwks.Server, err
 		Cache: cacheopts.Options(cacheopts.Config{
 			WatchNamespace: o.watchNamespace, SystemNamespace: systemNamespace, ServerOnly: !o.controller,
 		}),
-		Client: client.Options{Cache: &client.CacheOptions{DisableFor: []client.Object{&corev1.Secret{}}}},
 	})
 	if err != nil {
 		return nil, nil, err

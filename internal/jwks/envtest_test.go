@@ -52,6 +52,7 @@ import (
 	"github.com/signet-dev/signet/api/v1alpha1"
 	"github.com/signet-dev/signet/internal/cacheopts"
 	"github.com/signet-dev/signet/internal/tenancy"
+	"github.com/signet-dev/signet/internal/testenv"
 )
 
 // The envtest suite runs the server against a real kube-apiserver and etcd
@@ -96,7 +97,11 @@ func TestMain(m *testing.M) {
 // envSuite returns the running suite, starting it on first use.
 func envSuite(t *testing.T) *suite {
 	t.Helper()
-	// No skip: a missing control plane is a failure, as in every package.
+	// A missing control plane is a failure, as in every package, except in
+	// -short mode (make unit), where the envtest tests skip.
+	if testing.Short() {
+		t.Skip(testenv.SkipMessage)
+	}
 	if os.Getenv("KUBEBUILDER_ASSETS") == "" {
 		t.Fatal("KUBEBUILDER_ASSETS is not set: run `make test`, or with KUBEBUILDER_ASSETS=$(hack/envtest-assets.sh)")
 	}

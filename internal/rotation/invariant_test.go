@@ -1,20 +1,4 @@
-/*
-Copyright 2026 The signet authors.
-
-Licensed under the Apache License, Version 2.0 (the "License");
-you may not use this file except in compliance with the License.
-You may obtain a copy of the License at
-
-    http://www.apache.org/licenses/LICENSE-2.0
-
-Unless required by applicable law or agreed to in writing, software
-distributed under the License is distributed on an "AS IS" BASIS,
-WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
-See the License for the specific language governing permissions and
-limitations under the License.
-*/
-
-package rotation
+package rotation_test
 
 import (
 	"fmt"
@@ -23,15 +7,22 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	// The package under test, dot-imported as in its own tests: the
+	// simulation is outside it only to use rotationtest, which imports it.
+	. "github.com/signet-dev/signet/internal/rotation"
+	"github.com/signet-dev/signet/internal/rotation/rotationtest"
 )
 
 // TestInvariantsRandomized drives a simulated cluster through random spec
-// edits, clock jumps, hand deletions and interrupted reconciles, and checks
-// the lifecycle invariants on what verifiers and signers would really see:
-// the ConfigMap's kids over time and the signing Secret's kid over time.
+// edits, clock jumps, hand deletions and interrupted reconciles, and shows
+// rotationtest's checker what verifiers and signers would really see after
+// every single write: the ConfigMap's kids, the signing Secret's kid and the
+// stored records.
 func TestInvariantsRandomized(t *testing.T) {
-	// One seed is one random event sequence. 1,200 of them take about
-	// 4 s, and 15 to 20 s with -race (measured on two shared cores).
+	// One seed is one random event sequence. 1,200 of them take about 8 s
+	// of CPU, 27 s with -race (two cores shared with four other builds);
+	// the checker after every write costs about a quarter of that.
 	seeds, steps := 1200, 150
 	if testing.Short() {
 		seeds = 30
@@ -43,6 +34,7 @@ func TestInvariantsRandomized(t *testing.T) {
 		for s.step = 1; s.step <= steps && !t.Failed(); s.step++ {
 			s.randomStep()
 		}
+		s.countChecks()
 		for k, v := range s.stats {
 			stats[k] += v
 		}
@@ -58,9 +50,10 @@ func TestInvariantsRandomized(t *testing.T) {
 		"event " + ReasonKeyRetired, "event " + ReasonKeyRemoved, "event " + ReasonKeyRevoked,
 		"event " + ReasonRevokedActiveKey, "event " + ReasonActiveKeySecretLost, "event " + ReasonKeySecretLost,
 		"event " + ReasonAdoptedDuplicateActive, "event " + ReasonRotationTriggered,
-		"crash before storing the new key", "crash amid records", "crash amid deletions",
-		"crash before the ConfigMap", "crash before the signing Secret", "crash before the status",
-		"suspended", "pending revocation", "switch exempt", "switch pre-published", "unpublish after overlap",
+		"crash before storing the new key", "crash amid records", "crash before the ConfigMap",
+		"crash before the signing Secret", "crash amid deletions", "crash before the status",
+		"suspended", "pending revocation", "deleted by hand",
+		"switch exempt", "switch pre-published", "unpublish after overlap", "removal after RemovesAt",
 	} {
 		if stats[want] == 0 {
 			t.Errorf("the simulation never reached %q", want)
@@ -69,27 +62,15 @@ func TestInvariantsRandomized(t *testing.T) {
 	t.Logf("%d random event sequences (seeds) x %d steps: %v", seeds, steps, stats)
 }
 
-// history is what the simulation observed about one kid.
-type history struct {
-	published     bool
-	publishedFrom time.Time
-	signing       bool
-	signed        bool
-	stoppedAt     time.Time     // end of its last signing interval
-	stopOverlap   time.Duration // the Overlap in force then
-	activePP      time.Duration // the PrePublish in force when its record first became Active
-	recordActive  bool
-	revoked       bool // ever listed in spec.revokedKeyIDs
-}
-
 // sim is a cluster: the spec, the key Secrets, the ConfigMap, the signing
-// Secret and the status, plus the history of every kid.
+// Secret and the status, watched by the invariant checker.
 type sim struct {
-	t    *testing.T
-	rng  *rand.Rand
-	seed uint64
-	step int
-	log  []func() string // the last actions, formatted on failure only
+	t     *testing.T
+	rng   *rand.Rand
+	seed  uint64
+	step  int
+	log   []func() string // the last actions, formatted on failure only
+	check *rotationtest.Checker
 
 	now       time.Time
 	policy    Policy
@@ -111,13 +92,7 @@ type sim struct {
 	// with (the simulation found that).
 	removesAt map[string]time.Time
 
-	hist       map[string]*history
 	kids       int
-	everSigned bool
-	// signerGone: a reconcile saw the signing or recorded Active key revoked
-	// or deleted by hand, and no full reconcile has completed since; the next
-	// signing switch may then skip pre-publication.
-	signerGone bool
 	nextChange time.Time
 	stats      map[string]int
 }
@@ -127,9 +102,9 @@ func newSim(t *testing.T, seed uint64) *sim {
 		t:      t,
 		rng:    rand.New(rand.NewPCG(seed, 0x5167_6e65_74)),
 		seed:   seed,
-		now:    t0,
+		check:  rotationtest.New(T0),
+		now:    T0,
 		stored: map[string]Key{},
-		hist:   map[string]*history{},
 		stats:  map[string]int{},
 	}
 	s.policy = s.randomPolicy()
@@ -140,7 +115,7 @@ func newSim(t *testing.T, seed uint64) *sim {
 func (s *sim) logf(format string, args ...any) {
 	step, now := s.step, s.now
 	s.log = append(s.log, func() string {
-		return fmt.Sprintf("step %d %s: ", step, fmtTime(now)) + fmt.Sprintf(format, args...)
+		return fmt.Sprintf("step %d %s: ", step, FmtTime(now)) + fmt.Sprintf(format, args...)
 	})
 	if len(s.log) > 40 {
 		s.log = s.log[1:]
@@ -153,32 +128,56 @@ func (s *sim) fail(format string, args ...any) {
 	for _, f := range s.log {
 		recent = append(recent, f())
 	}
-	s.t.Fatalf("seed %d step %d at %s: %s\npolicy %+v\nrecent:\n  %s", s.seed, s.step, fmtTime(s.now),
+	s.t.Fatalf("seed %d step %d at %s: %s\npolicy %+v\nrecent:\n  %s", s.seed, s.step, FmtTime(s.now),
 		fmt.Sprintf(format, args...), s.policy, strings.Join(recent, "\n  "))
+}
+
+// observe shows the checker the world as it is now.
+func (s *sim) observe(kind rotationtest.Kind) {
+	s.t.Helper()
+	o := rotationtest.Observation{
+		At: s.now, Kind: kind, PrePublish: s.policy.PrePublish, Overlap: s.policy.Retention(),
+		Suspended: s.suspend, Revoked: s.revoked, Published: s.configMap, Signing: s.signing,
+	}
+	o.Records = make([]Key, 0, len(s.stored))
+	for _, k := range s.stored { // in any order
+		o.Records = append(o.Records, k)
+	}
+	if vs := s.check.Observe(o); len(vs) > 0 {
+		var msgs []string
+		for _, v := range vs {
+			msgs = append(msgs, v.String())
+		}
+		s.fail("%s (observed %s)", strings.Join(msgs, "\n"), kind)
+	}
+}
+
+// countChecks adds what the checker judged to the statistics.
+func (s *sim) countChecks() {
+	c := s.check.Counts()
+	s.stats["switch exempt"] += c.ExemptSwitches
+	s.stats["switch pre-published"] += c.PrePublishedSwitches
+	s.stats["unpublish after overlap"] += c.UnpublishedInTime
+	s.stats["removal after RemovesAt"] += c.Removed
 }
 
 // planLine formats a plan on one line, for the log.
 type planLine Plan
 
-func (p planLine) String() string { return strings.ReplaceAll(fmtPlan(Plan(p)), "\n", "; ") }
-
-func (s *sim) kid(kid string) *history {
-	h := s.hist[kid]
-	if h == nil {
-		h = &history{}
-		s.hist[kid] = h
-	}
-	return h
-}
+func (p planLine) String() string { return strings.ReplaceAll(FmtPlan(Plan(p)), "\n", "; ") }
 
 // randomPolicy satisfies the CRD's validation: RotationPeriod > PrePublish,
-// Overlap >= TokenTTL, everything positive.
+// Overlap >= TokenTTL, everything positive. Half the time a workload mounts
+// the signing Secret and takes a while to see it switch.
 func (s *sim) randomPolicy() Policy {
 	unit := []time.Duration{time.Second, time.Minute, time.Hour}[s.rng.IntN(3)]
 	d := func(lo, hi int) time.Duration { return time.Duration(lo+s.rng.IntN(hi-lo+1)) * unit }
 	p := Policy{PrePublish: d(1, 60), TokenTTL: d(1, 60)}
 	p.RotationPeriod = p.PrePublish + d(1, 300)
 	p.Overlap = p.TokenTTL + d(0, 120)
+	if s.rng.IntN(2) == 0 {
+		p.SigningPropagation = d(0, 30)
+	}
 	switch s.rng.IntN(3) {
 	case 0:
 		p.Algorithm = "ES256"
@@ -200,6 +199,7 @@ func (s *sim) randomStep() {
 		s.suspend = true // what a crash left, seen through a suspension
 		s.logf("suspend true")
 	}
+	s.observe(rotationtest.ByHand)
 	s.tick()
 	crash := -1
 	if s.rng.IntN(5) == 0 {
@@ -208,7 +208,6 @@ func (s *sim) randomStep() {
 	if !s.reconcile(crash) && s.rng.IntN(2) == 0 {
 		s.reconcile(-1)
 	}
-	s.checkWorld()
 }
 
 func (s *sim) randomEdit() {
@@ -265,8 +264,7 @@ func (s *sim) revokeSomething() {
 	if len(candidates) > 0 && s.rng.IntN(6) > 0 {
 		kid = candidates[s.rng.IntN(len(candidates))]
 	}
-	s.revoked = append(s.revoked, kid)
-	s.kid(kid).revoked = true
+	s.revoked = append(slices.Clone(s.revoked), kid)
 	s.logf("revoke %s", kid)
 }
 
@@ -338,9 +336,9 @@ func (s *sim) input() Input {
 func (s *sim) decide(in Input) Plan {
 	s.t.Helper()
 	s.stats["decide"]++
-	plan, problems := decideChecked(in)
+	plan, problems := DecideChecked(in)
 	if len(problems) > 0 {
-		s.fail("%s\ninput: %+v\nplan:\n%s", strings.Join(problems, "\n"), in, fmtPlan(plan))
+		s.fail("%s\ninput: %+v\nplan:\n%s", strings.Join(problems, "\n"), in, FmtPlan(plan))
 	}
 	for _, e := range plan.Events {
 		s.stats["event "+e.Reason]++
@@ -354,188 +352,106 @@ func (s *sim) decide(in Input) Plan {
 	return plan
 }
 
-// reconcile runs the controller's loop. crash >= 0 stops it after that many
-// writes (a crash or an error); it reports whether it completed.
+// reconcile runs the controller's loop in the order rotation's doc gives.
+// crash >= 0 stops it after that many writes (a crash or an error); it
+// reports whether it completed. The checker sees the world after every
+// write.
 func (s *sim) reconcile(crash int) bool {
 	s.t.Helper()
 	in := s.input()
-	if !in.Suspend && s.signerIsGone(in) {
-		s.signerGone = true
-	}
 	writes := 0
-	interrupted := func(before string) bool {
+	write := func(before string, do func()) bool {
 		if writes == crash {
 			s.stats["crash "+before]++
 			s.logf("crash %s", before)
 			s.halfWritten = true
-			return true
+			return false
 		}
 		writes++
-		return false
+		do()
+		s.observe(rotationtest.Partial)
+		return true
 	}
 
 	plan := s.decide(in)
 	s.logf("plan: %s", planLine(plan))
 	if plan.Create != nil {
-		if interrupted("before storing the new key") {
+		s.kids++
+		kid := fmt.Sprintf("k%04d", s.kids)
+		in2, second := Created(in, plan, kid)
+		created := in2.Keys[len(in2.Keys)-1]
+		if !write("before storing the new key", func() { s.stored[kid] = created }) {
 			return false
 		}
-		s.kids++
-		in2, created := withCreated(in, plan, fmt.Sprintf("k%04d", s.kids))
-		s.store(created)
-		second := s.decide(in2)
-		if problems := replanProblems(plan, created, second); len(problems) > 0 {
-			s.fail("re-plan: %s\nfirst:\n%ssecond:\n%s", strings.Join(problems, "\n"), fmtPlan(plan), fmtPlan(second))
-		}
+		s.checkReplan(in2, plan, created, second)
 		in, plan = in2, second
 	}
 	for _, k := range plan.Keys { // the Active record first
-		if old, ok := s.stored[k.KID]; ok && sameKey(old, k) {
+		if old, ok := s.stored[k.KID]; ok && SameKey(old, k) {
 			continue
 		}
-		if interrupted("amid records") {
+		if !write("amid records", func() { s.stored[k.KID] = k }) {
 			return false
 		}
-		s.store(k)
 	}
-	for _, kid := range plan.Delete {
-		if interrupted("amid deletions") {
-			return false
-		}
-		delete(s.stored, kid)
-	}
-	if interrupted("before the ConfigMap") {
+	if !write("before the ConfigMap", func() { s.writeConfigMap(plan) }) {
 		return false
 	}
-	s.writeConfigMap(plan)
 	if plan.ActiveKID != "" && plan.ActiveKID != s.signing {
-		if interrupted("before the signing Secret") {
+		if !write("before the signing Secret", func() { s.signing = plan.ActiveKID; s.logf("signing %s", s.signing) }) {
 			return false
 		}
-		s.switchSigning(plan.ActiveKID)
 	}
-	if interrupted("before the status") {
+	for _, kid := range plan.Delete {
+		if !write("amid deletions", func() { delete(s.stored, kid) }) {
+			return false
+		}
+	}
+	if writes == crash {
+		s.stats["crash before the status"]++
+		s.logf("crash before the status")
+		s.halfWritten = true
 		return false
 	}
 	s.lastTrigger = plan.HandledTrigger
 	s.stats["reconcile completed"]++
 	if !plan.Suspended {
-		s.signerGone, s.halfWritten = false, false
+		s.halfWritten = false
 	}
 	s.nextChange = plan.NextChange
-	if problems := settledProblems(in, plan); len(problems) > 0 {
+	s.observe(rotationtest.Reconciled)
+	if problems := SettledProblems(in, plan); len(problems) > 0 {
 		s.fail("%s", strings.Join(problems, "\n"))
 	}
 	return true
 }
 
-// signerIsGone: the signing key or the recorded Active key was revoked or
-// deleted by hand, or no key is recorded Active: its successor may sign at
-// once.
-func (s *sim) signerIsGone(in Input) bool {
-	revoked := set(in.Revoked)
-	if in.SigningKID != "" {
-		if _, ok := s.stored[in.SigningKID]; !ok || revoked[in.SigningKID] {
-			return true
-		}
-	}
-	hasActive := false
-	for _, k := range in.Keys {
-		if k.State == Active {
-			hasActive = true
-			if revoked[k.KID] {
-				return true
-			}
-		}
-	}
-	return !hasActive && (len(in.Keys) > 0 || in.SigningKID != "")
-}
-
-func (s *sim) store(k Key) {
-	s.stored[k.KID] = k
-	if h := s.kid(k.KID); k.State == Active && !h.recordActive {
-		h.recordActive, h.activePP = true, s.policy.PrePublish
-	}
-}
-
-// writeConfigMap checks invariant 3 for every kid it unpublishes.
-func (s *sim) writeConfigMap(plan Plan) {
+// checkReplan checks the plan Created returned: well formed, the same as
+// deciding again, and a repetition of the first plan's decisions.
+func (s *sim) checkReplan(in Input, first Plan, created Key, second Plan) {
 	s.t.Helper()
-	kids := plan.Published
-	next := set(kids)
-	for _, kid := range s.configMap {
-		if next[kid] {
-			continue
-		}
-		h := s.kid(kid)
-		h.published = false
-		switch {
-		case h.revoked:
-		case h.signing:
-			s.fail("invariant 3: %s unpublished while it signs", kid)
-		case h.signed && s.now.Before(h.stoppedAt.Add(h.stopOverlap)):
-			s.fail("invariant 3: %s unpublished at %s, %s after it stopped signing at %s; overlap %s",
-				kid, fmtTime(s.now), s.now.Sub(h.stoppedAt), fmtTime(h.stoppedAt), h.stopOverlap)
-		case h.signed:
-			s.stats["unpublish after overlap"]++
-		}
+	again, problems := DecideChecked(in)
+	problems = append(problems, PlanProblems(in, second)...)
+	if FmtPlan(again) != FmtPlan(withEvents(second, again.Events)) {
+		problems = append(problems, "Created's plan differs from Decide's on the same input:\n"+FmtPlan(second)+"then\n"+FmtPlan(again))
 	}
-	for _, kid := range kids {
-		if h := s.kid(kid); !h.published {
-			h.published, h.publishedFrom = true, s.now
-		}
+	problems = append(problems, ReplanProblems(first, created, second)...)
+	if len(problems) > 0 {
+		s.fail("re-plan: %s\nfirst:\n%ssecond:\n%s", strings.Join(problems, "\n"), FmtPlan(first), FmtPlan(second))
 	}
-	s.configMap = slices.Clone(kids)
+}
+
+func withEvents(p Plan, events []Event) Plan {
+	p.Events = events
+	return p
+}
+
+func (s *sim) writeConfigMap(plan Plan) {
+	s.configMap = slices.Clone(plan.Published)
 	s.removesAt = map[string]time.Time{}
 	for _, k := range slices.Concat(plan.Keys, plan.Orphans) {
 		if k.State == Retired {
 			s.removesAt[k.KID] = k.RemovesAt
 		}
-	}
-}
-
-// switchSigning checks invariant 2 for the key that starts signing.
-func (s *sim) switchSigning(kid string) {
-	s.t.Helper()
-	if old := s.signing; old != "" {
-		h := s.kid(old)
-		h.signing, h.stoppedAt, h.stopOverlap = false, s.now, s.policy.Overlap
-	}
-	h := s.kid(kid)
-	switch {
-	case !s.everSigned || s.signerGone:
-		s.stats["switch exempt"]++
-	case !h.published:
-		s.fail("invariant 2: %s signs while not published", kid)
-	case s.now.Sub(h.publishedFrom) < h.activePP:
-		s.fail("invariant 2: %s signs %s after its publication at %s; prePublish %s",
-			kid, s.now.Sub(h.publishedFrom), fmtTime(h.publishedFrom), h.activePP)
-	default:
-		s.stats["switch pre-published"]++
-	}
-	h.signing, h.signed = true, true
-	s.signing, s.everSigned = kid, true
-	s.logf("signing %s", kid)
-}
-
-// checkWorld checks what holds at every instant, crashes included.
-func (s *sim) checkWorld() {
-	s.t.Helper()
-	// Invariant 1: verifiers can verify what is signed now (a revoked key
-	// aside: it is unpublished before the signing Secret is switched).
-	if s.signing != "" && !slices.Contains(s.configMap, s.signing) && !s.kid(s.signing).revoked {
-		s.fail("invariant 1: signing key %s is not published: %v", s.signing, s.configMap)
-	}
-	// Invariant 5: never two Active records.
-	var actives []string
-	for _, kid := range mapKeys(s.stored) {
-		if s.stored[kid].State == Active {
-			actives = append(actives, kid)
-		}
-	}
-	// An interrupted reconcile may leave two (records are one Secret each);
-	// the next one adopts them (after suspend, if suspended).
-	if len(actives) > 1 && !s.halfWritten {
-		s.fail("invariant 5: several Active records %v", actives)
 	}
 }

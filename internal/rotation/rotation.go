@@ -57,7 +57,9 @@ limitations under the License.
 // The re-plan after storing that key repeats the first plan's decisions (the
 // tests check it) but not necessarily its events.
 //
-// The invariants the tests check on a simulated cluster, crashes included:
+// The invariants the tests check on a simulated cluster, crashes included
+// (package rotationtest holds the checker, which the controller's tests use
+// too; invariant_test.go drives the simulation):
 //   - the published documents always contain the signing key;
 //   - a key starts signing only after it has been published for PrePublish
 //     (except the very first key and the successor of a revoked or lost one);

@@ -5,11 +5,13 @@ package testenv
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"os"
 	"path/filepath"
 	"runtime"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 
@@ -48,6 +50,8 @@ type Env struct {
 	*envtest.Environment
 	Config *rest.Config
 	Client client.Client
+
+	usersMu sync.Mutex // see AddUser
 }
 
 // Start runs kube-apiserver and etcd from KUBEBUILDER_ASSETS (the Makefile
@@ -74,19 +78,57 @@ func Start() (*Env, error) {
 }
 
 // Main is TestMain for a package that needs the control plane: it starts it,
-// runs the tests and stops it.
-func Main(m *testing.M, env **Env) {
+// runs the tests and stops it. Without a control plane it fails the
+// package: a missing one must not pass for a green run.
+//
+// In -short mode (`make unit`) it starts none and leaves *env nil: the
+// tests that need it skip at their first use of it (Require, which
+// Namespace and Kubeconfig call), and the others run.
+func Main(m *testing.M, env **Env) { MainWith(m, env, nil, nil) }
+
+// MainWith is Main with setUp run once the control plane is up (what every
+// test expects to exist) and tearDown run before it stops (say, closing
+// watches that would hold kube-apiserver's shutdown). Either may be nil;
+// neither runs in -short mode.
+func MainWith(m *testing.M, env **Env, setUp func(*Env) error, tearDown func()) {
+	flag.Parse() // for testing.Short
+	if testing.Short() {
+		os.Exit(m.Run())
+	}
 	e, err := Start()
+	if err == nil && setUp != nil {
+		if err = setUp(e); err != nil {
+			_ = e.Stop()
+		}
+	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
 	*env = e
 	code := m.Run()
+	if tearDown != nil {
+		tearDown()
+	}
 	if err := e.Stop(); err != nil {
 		fmt.Fprintln(os.Stderr, "stop envtest:", err)
 	}
 	os.Exit(code)
+}
+
+// SkipMessage is what a test that needs the control plane says when it is
+// skipped.
+const SkipMessage = "needs kube-apiserver and etcd: skipped in -short mode (make unit); make test runs it"
+
+// Require skips t when there is no control plane. That is only in -short
+// mode: otherwise Main has failed the package already. Every test that
+// talks to the control plane calls it, or Namespace or Kubeconfig, before
+// anything else of e.
+func (e *Env) Require(t testing.TB) {
+	t.Helper()
+	if e == nil {
+		t.Skip(SkipMessage)
+	}
 }
 
 var namespaceSeq atomic.Int64
@@ -95,6 +137,7 @@ var namespaceSeq atomic.Int64
 // labels, and deletes it when the test ends.
 func (e *Env) Namespace(t testing.TB, labels map[string]string) string {
 	t.Helper()
+	e.Require(t)
 	name := fmt.Sprintf("t%d-%s", namespaceSeq.Add(1), sanitize(t.Name()))
 	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: labels}}
 	if err := e.Client.Create(context.Background(), ns); err != nil {
@@ -104,9 +147,19 @@ func (e *Env) Namespace(t testing.TB, labels map[string]string) string {
 	return name
 }
 
+// AddUser is envtest's, made safe for parallel tests: envtest signs every
+// user's client certificate with one CA whose serial counter is not
+// guarded (the race detector finds it when parallel tests add users).
+func (e *Env) AddUser(user envtest.User, baseConfig *rest.Config) (*envtest.AuthenticatedUser, error) {
+	e.usersMu.Lock()
+	defer e.usersMu.Unlock()
+	return e.Environment.AddUser(user, baseConfig)
+}
+
 // Kubeconfig writes an admin kubeconfig for kubectl and returns its path.
 func (e *Env) Kubeconfig(t testing.TB) string {
 	t.Helper()
+	e.Require(t)
 	user, err := e.AddUser(envtest.User{Name: "test-admin", Groups: []string{"system:masters"}}, nil)
 	if err != nil {
 		t.Fatalf("add envtest user: %v", err)
