@@ -168,9 +168,8 @@ func startSuite() (*envSuite, error) {
 		Metrics:                metricsserver.Options{BindAddress: "0"},
 		HealthProbeBindAddress: "0",
 		Controller:             config.Controller{SkipNameValidation: ptr.To(true)},
-		// The cache and client as cmd/manager configures them: no Secret data cached.
-		Cache:  cacheopts.Options(cacheopts.Config{SystemNamespace: systemNamespace}),
-		Client: client.Options{Cache: &client.CacheOptions{DisableFor: []client.Object{&corev1.Secret{}}}},
+		// The cache as cmd/manager configures it: no Secret data cached.
+		Cache: cacheopts.Options(cacheopts.Config{SystemNamespace: systemNamespace}),
 	})
 	if err != nil {
 		return nil, err
