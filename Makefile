@@ -51,7 +51,7 @@ envtest-assets: ## Build or find kube-apiserver, etcd and kubectl for envtest; p
 
 .PHONY: manifests
 manifests: $(CONTROLLER_GEN) ## CRDs and RBAC from the markers: the manager's role, the server-only role (no Secrets), the metrics endpoint's reviews; their copies in the chart.
-	$(CONTROLLER_GEN) rbac:roleName=signet-manager-role crd paths="./api/...;./controllers/...;./internal/jwks/..." \
+	$(CONTROLLER_GEN) rbac:roleName=signet-manager-role crd paths="./api/...;./controllers/...;./internal/jwks/...;./internal/token/..." \
 		output:crd:artifacts:config=config/crd/bases output:rbac:artifacts:config=config/rbac
 	$(CONTROLLER_GEN) rbac:roleName=signet-jwks-server-role paths="./internal/jwks/..." \
 		output:rbac:artifacts:config=config/rbac/jwks-server
@@ -141,5 +141,5 @@ bench-scale: ## Scale benchmark: envtest, the manager binary and a server-only r
 	KUBEBUILDER_ASSETS="$$(hack/envtest-assets.sh)" $(BIN)/bench-scale $(BENCH_SCALE_ARGS)
 
 .PHONY: bench
-bench: ## The JWKS server's benchmarks (docs/performance.md).
-	go test -run '^$$' -bench . -benchmem ./internal/jwks/...
+bench: ## The JWKS server's and the token API's benchmarks (docs/performance.md).
+	go test -run '^$$' -bench . -benchmem ./internal/jwks/... ./internal/token/...

@@ -10,9 +10,9 @@ import (
 )
 
 // pendingFlags are DESIGN.md "Manager flags" the chart renders while the
-// manager is still gaining them (the token API's listener); each may leave
-// this list once cmd/manager defines it.
-var pendingFlags = []string{"token-bind-address", "token-review-audience"}
+// manager is still gaining them; each leaves this list once cmd/manager
+// defines it (the token API's two did).
+var pendingFlags = []string{}
 
 var helpFlag = regexp.MustCompile(`(?m)^  -([a-z0-9-]+)`)
 

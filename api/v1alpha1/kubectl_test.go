@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/signet-dev/signet/internal/testenv"
 )
@@ -55,7 +56,8 @@ func TestKubectlAppliesCRDAndSamples(t *testing.T) {
 func TestKustomizeDefaultApplies(t *testing.T) {
 	kubeconfig := env.Kubeconfig(t)
 	rendered := kubectl(t, kubeconfig, "kustomize", "config/default")
-	for _, want := range []string{"kind: Deployment", "name: signet-jwks", "name: signet-jwks-server-role", "replicas: 2", "readOnlyRootFilesystem: true"} {
+	for _, want := range []string{"kind: Deployment", "name: signet-jwks", "name: signet-jwks-server-role", "replicas: 2", "readOnlyRootFilesystem: true",
+		"--token-bind-address=:9443", "targetPort: token"} {
 		if !strings.Contains(rendered, want) {
 			t.Errorf("kustomize output lacks %q", want)
 		}
@@ -76,4 +78,47 @@ func TestKustomizeDefaultApplies(t *testing.T) {
 	if strings.Contains(role, "secrets") {
 		t.Fatalf("server-only role grants access to Secrets: %s", role)
 	}
+}
+
+// kubectl explain documents the token API's fields from the CRD schema.
+func TestKubectlExplainTokens(t *testing.T) {
+	kubeconfig := env.Kubeconfig(t)
+	kubectl(t, kubeconfig, "apply", "-f", "config/crd/bases")
+	kubectl(t, kubeconfig, "wait", "--for", "condition=Established", "--timeout", "60s", "crd/tenantidentities.identity.signet.dev")
+	var out string
+	// The apiserver publishes a new CRD's OpenAPI a moment after it is Established.
+	for range 100 {
+		out = kubectlMayFail(kubeconfig, "explain", "tenantidentity.spec.tokens")
+		if strings.Contains(out, "allowedAudiences") {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Logf("kubectl explain tenantidentity.spec.tokens:\n%s", out)
+	for _, want := range []string{
+		"tokens lets workloads get tokens signed with the Active key from the",
+		"allowedAudiences\t<[]string> -required-",
+		`are the only values a token's "aud" may hold: 1 to 16`,
+		"it must be one of allowedAudiences",
+		"defaultAudience\t<string>",
+		"is the audience of a token whose request names none",
+		"subjectPrefix\t<string>",
+		"ns/<namespace>/sa/<name>",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("kubectl explain tenantidentity.spec.tokens lacks %q", want)
+		}
+	}
+	signing := kubectl(t, kubeconfig, "explain", "tenantidentity.spec.signingSecret.enabled")
+	if !strings.Contains(signing, "tokens come from the token API only") {
+		t.Errorf("kubectl explain tenantidentity.spec.signingSecret.enabled:\n%s", signing)
+	}
+}
+
+// kubectlMayFail runs kubectl and returns its output, error or not.
+func kubectlMayFail(kubeconfig string, args ...string) string {
+	cmd := exec.Command(filepath.Join(os.Getenv("KUBEBUILDER_ASSETS"), "kubectl"), append([]string{"--kubeconfig", kubeconfig}, args...)...)
+	cmd.Dir = testenv.RepoRoot()
+	out, _ := cmd.CombinedOutput()
+	return string(out)
 }

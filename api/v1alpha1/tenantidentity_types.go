@@ -118,7 +118,8 @@ func (p SigningSecretPolicy) IsEnabled() bool { return p.Enabled == nil || *p.En
 // TokenPolicy bounds the tokens the token API signs for this TenantIdentity.
 // +kubebuilder:validation:XValidation:rule="!has(self.defaultAudience) || self.defaultAudience in self.allowedAudiences",message="defaultAudience must be one of allowedAudiences"
 type TokenPolicy struct {
-	// allowedAudiences are the only values a token's "aud" may hold.
+	// allowedAudiences are the only values a token's "aud" may hold: 1 to 16
+	// distinct values. A token request naming any other audience is refused.
 	// +required
 	// +listType=set
 	// +kubebuilder:validation:MinItems=1
@@ -127,8 +128,9 @@ type TokenPolicy struct {
 	// +kubebuilder:validation:items:MaxLength=256
 	AllowedAudiences []string `json:"allowedAudiences"`
 
-	// defaultAudience is the audience of a token whose request names none.
-	// Without it, a request must name its audiences.
+	// defaultAudience is the audience of a token whose request names none;
+	// it must be one of allowedAudiences. Without it, a request must name
+	// its audiences.
 	// +optional
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=256

@@ -38,6 +38,9 @@ const (
 	// KeyState. The Secret's other identity.signet.dev/ annotations record
 	// its timeline.
 	AnnotationKeyState = "identity.signet.dev/state"
+	// AnnotationAlgorithm on a key Secret is the algorithm the key signs
+	// with (an RSA key alone does not say RS256 or PS256).
+	AnnotationAlgorithm = "identity.signet.dev/algorithm"
 
 	// AnnotationKeyOrder on the JWKS ConfigMap lists its kids in the order
 	// the documents list them (Active, then Next, then Retired), comma-separated.

@@ -16,6 +16,8 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+
+	"github.com/signet-dev/signet/internal/token"
 )
 
 // options are the manager's flags; DESIGN.md fixes their names and defaults.
@@ -45,6 +47,8 @@ type options struct {
 	tenantSelector          string
 	systemNamespace         string
 	signingPropagation      time.Duration
+	tokenAddr               string
+	tokenAudience           string
 }
 
 func parseFlags(args []string) (options, *zap.Options, error) {
@@ -75,6 +79,8 @@ func parseFlags(args []string) (options, *zap.Options, error) {
 	fs.StringVar(&o.systemNamespace, "system-namespace", defaultSystemNamespace(), "signet's own namespace, where it records who owns each org/site ($POD_NAMESPACE when set).")
 	fs.DurationVar(&o.signingPropagation, "signing-secret-propagation", 2*time.Minute,
 		"How long a workload that mounts <name>-signing-key may go on signing with a replaced key (kubelet's sync period plus its cache TTL); a replaced key's overlap counts from then.")
+	fs.StringVar(&o.tokenAddr, "token-bind-address", token.DefaultBindAddress, "Address of the token API (replicas running the controllers and the JWKS server); 0 turns it off. Plain HTTP only on a loopback address.")
+	fs.StringVar(&o.tokenAudience, "token-review-audience", token.DefaultReviewAudience, "Audience a caller's service account token must have for the token API.")
 	zapOpts := &zap.Options{}
 	zapOpts.BindFlags(fs)
 	if err := fs.Parse(args); err != nil {
@@ -97,6 +103,9 @@ func (o options) validate() error {
 	}
 	if o.maxCacheAge < 0 {
 		return fmt.Errorf("--max-cache-age must not be negative")
+	}
+	if o.tokenAudience == "" {
+		return fmt.Errorf("--token-review-audience must not be empty")
 	}
 	if !o.controllers && !o.jwksServer {
 		return fmt.Errorf("--controllers=false and --jwks-server=false leave nothing to run")

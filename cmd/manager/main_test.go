@@ -22,6 +22,7 @@ func TestFlagsDefaultsFollowDesign(t *testing.T) {
 		leaderElectionID: "signet.identity.signet.dev",
 		kubeAPIQPS:       500, kubeAPIBurst: 1000, maxConcurrentReconciles: 8,
 		systemNamespace: "signet-system", signingPropagation: 2 * time.Minute,
+		tokenAddr: ":9443", tokenAudience: "signet",
 	}
 	if o != want {
 		t.Fatalf("defaults\n got %+v\nwant %+v", o, want)
@@ -37,6 +38,7 @@ func TestFlagsRefuseNonsense(t *testing.T) {
 		{[]string{"--tls-cert-file=/x.crt"}, "--tls-cert-file and --tls-key-file go together"},
 		{[]string{"--max-cache-age=-1s"}, "--max-cache-age must not be negative"},
 		{[]string{"--controllers=false", "--jwks-server=false"}, "nothing to run"},
+		{[]string{"--token-review-audience="}, "--token-review-audience must not be empty"},
 		{[]string{"--no-such-flag"}, "flag provided but not defined"},
 	}
 	for _, tc := range cases {

@@ -22,6 +22,7 @@ import (
 	"github.com/signet-dev/signet/internal/cacheopts"
 	"github.com/signet-dev/signet/internal/jwks"
 	"github.com/signet-dev/signet/internal/keys"
+	"github.com/signet-dev/signet/internal/token"
 )
 
 // newManager builds the manager with the controller and the server as the
@@ -92,6 +93,9 @@ func newManager(ctx context.Context, cfg *rest.Config, o options) (manager.Manag
 		if err := mgr.AddReadyzCheck("jwks-synced", srv.ReadyCheck()); err != nil {
 			return nil, err
 		}
+		if _, err := addTokenAPI(mgr, srv, o); err != nil {
+			return nil, err
+		}
 	} else if err := mgr.AddReadyzCheck("readyz", healthz.Ping); err != nil {
 		return nil, err
 	}
@@ -113,4 +117,24 @@ func cacheOptions(o options) cache.Options {
 		SystemNamespace: o.systemNamespace,
 		ServerOnly:      !o.controllers,
 	})
+}
+
+// addTokenAPI runs the token API where it can work: beside the controller
+// (it reads key Secrets, which a server-only replica's RBAC forbids) and
+// the JWKS server (it signs only what the server publishes).
+// It returns nil when the token API does not run here.
+func addTokenAPI(mgr manager.Manager, srv *jwks.Server, o options) (*token.Server, error) {
+	if !o.controllers || o.tokenAddr == "0" {
+		return nil, nil
+	}
+	ts, err := token.Add(mgr, srv, token.Options{
+		BindAddress:    o.tokenAddr,
+		TLSCertFile:    o.tlsCertFile,
+		TLSKeyFile:     o.tlsKeyFile,
+		ReviewAudience: o.tokenAudience,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("set up token API: %w", err)
+	}
+	return ts, nil
 }

@@ -27,6 +27,8 @@ var (
 	jwksAddr    = env("SIGNET_JWKS_ADDR", "127.0.0.1:8443")
 	metricsAddr = env("SIGNET_METRICS_ADDR", "127.0.0.1:8080")
 	probeAddr   = env("SIGNET_PROBE_ADDR", "127.0.0.1:8081")
+	// The token API serves plain HTTP here, so only on loopback.
+	tokenAddr = env("SIGNET_TOKEN_ADDR", "127.0.0.1:9443")
 	// runDir holds the kubeconfig and the manager binary.
 	runDir = env("SIGNET_RUN_DIR", "bin")
 )
@@ -53,7 +55,7 @@ func run(ctx context.Context) error {
 	if kubeconfig, ok := configuredCluster(); ok {
 		fmt.Printf("Running signet against the cluster of %s\n", kubeconfig)
 		args := []string{"--kubeconfig", kubeconfig, "--public-base-url", "https://signet-jwks.signet-system.svc",
-			"--system-namespace", systemNamespace}
+			"--system-namespace", systemNamespace, "--token-bind-address", tokenAddr}
 		cmd := exec.Command(manager, args...)
 		cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
 		return runManager(ctx, cmd, nil)
@@ -123,7 +125,7 @@ func runLocal(ctx context.Context, manager, kubeconfig string, front *devnet.Rel
 	base := "http://" + front.Addr()
 	cmd := exec.Command(manager, "--kubeconfig", kubeconfig, "--public-base-url", base,
 		"--system-namespace", systemNamespace, "--jwks-bind-address", "127.0.0.1:0", "--metrics-bind-address", metricsAddr,
-		"--health-probe-bind-address", probeAddr)
+		"--health-probe-bind-address", probeAddr, "--token-bind-address", tokenAddr)
 	addrs := &devnet.Addrs{OnReport: func(name, addr string) {
 		if name == "jwks" {
 			front.SetBackend(addr)
@@ -139,9 +141,14 @@ func runLocal(ctx context.Context, manager, kubeconfig string, front *devnet.Rel
 		if addr := addrs.Get("metrics"); addr != "" {
 			metrics = "https://" + addr + "/metrics (a bearer token allowed GET /metrics: docs/deploy.md)"
 		}
+		tokenAPI := "off"
+		if addr := addrs.Get("token"); addr != "" {
+			tokenAPI = "http://" + addr + "/v2/org/" + sampleOrg + "/nico/site/" + sampleSite + "/token (POST; README: Getting a token)"
+		}
 		fmt.Printf("\nsignet is running on an embedded control plane.\n"+
 			"  kubeconfig: %s\n  try:        kubectl --kubeconfig %s get tid -A\n  JWKS URL:   %s\n  metrics:    %s\n"+
-			"Press Ctrl-C to stop everything.\n\n", kubeconfig, kubeconfig, url, metrics)
+			"  token API:  %s\n"+
+			"Press Ctrl-C to stop everything.\n\n", kubeconfig, kubeconfig, url, metrics, tokenAPI)
 		return nil
 	})
 }

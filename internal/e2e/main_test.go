@@ -217,6 +217,7 @@ func (s *suite) setUp() (stop func(), err error) {
 		// The suite's workloads read the signing Secret through the API, not
 		// through a kubelet's mount: no propagation margin.
 		"--signing-secret-propagation=0",
+		"--token-bind-address", "127.0.0.1:0", // reported as the listener "token"
 	)
 	s.plainMgr.args = append(s.plainMgr.args,
 		"--kubeconfig", s.serverKubeconfig,

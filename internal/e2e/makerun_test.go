@@ -39,6 +39,7 @@ func TestMakeRun(t *testing.T) {
 		"SIGNET_JWKS_ADDR":    "127.0.0.1:0",
 		"SIGNET_METRICS_ADDR": "127.0.0.1:0",
 		"SIGNET_PROBE_ADDR":   "127.0.0.1:0",
+		"SIGNET_TOKEN_ADDR":   "127.0.0.1:0",
 		"KUBEBUILDER_ASSETS":  os.Getenv("KUBEBUILDER_ASSETS"),
 	})
 	logPath := filepath.Join(s.dir, "run-local.log")
@@ -69,12 +70,12 @@ func TestMakeRun(t *testing.T) {
 		for sc.Scan() {
 			line := sc.Text()
 			_, _ = fmt.Fprintln(log, line)
-			for _, key := range []string{"metrics:", "JWKS URL:"} {
+			for _, key := range []string{"metrics:", "JWKS URL:", "token API:"} {
 				if _, v, ok := strings.Cut(line, key); ok && len(strings.Fields(v)) > 0 {
 					got[key] = strings.Fields(v)[0]
 				}
 			}
-			if len(got) == 2 {
+			if len(got) == 3 {
 				select {
 				case printed <- got:
 				default:
@@ -148,6 +149,8 @@ func TestMakeRun(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(runDir, "kubeconfig")); err != nil {
 		t.Errorf("no kubeconfig in SIGNET_RUN_DIR: %v", err)
+	} else {
+		checkMakeRunToken(t, got["token API:"], filepath.Join(runDir, "kubeconfig"), set.Keys)
 	}
 
 	// What it started: the manager, kube-apiserver and etcd (any depth).
@@ -284,4 +287,43 @@ func descendants(root int) []proc {
 		}
 	}
 	return out
+}
+
+// checkMakeRunToken does what README says for make run: a token of the
+// sample's workload (audience signet) from the printed token API, signed
+// with the key the JWKS URL serves.
+func checkMakeRunToken(t *testing.T, url, kubeconfig string, served []struct {
+	Kty string `json:"kty"`
+	Alg string `json:"alg"`
+	Kid string `json:"kid"`
+}) {
+	t.Helper()
+	if !strings.HasPrefix(url, "http://127.0.0.1:") || !strings.HasSuffix(url, "/v2/org/"+sampleOrg+"/nico/site/"+sampleSite+"/token") {
+		t.Errorf("token API printed as %q, want http://127.0.0.1:<port>/v2/org/%s/nico/site/%s/token", url, sampleOrg, sampleSite)
+		return
+	}
+	out, err := s.kubectlAs(kubeconfig, nil, "-n", sampleNamespace, "create", "token", "acme-workload", "--audience", "signet")
+	if err != nil {
+		t.Error(err)
+		return
+	}
+	req, err := http.NewRequest(http.MethodPost, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+strings.TrimSpace(out))
+	resp, err := (&http.Client{Timeout: 5 * time.Second}).Do(req)
+	if err != nil {
+		t.Error(err)
+		return
+	}
+	defer func() { _ = resp.Body.Close() }()
+	var res struct{ Token, KeyID string }
+	if err := json.NewDecoder(resp.Body).Decode(&res); err != nil || resp.StatusCode != http.StatusOK || res.Token == "" {
+		t.Errorf("POST %s as the sample workload: %d (%v)", url, resp.StatusCode, err)
+		return
+	}
+	if len(served) != 1 || res.KeyID != served[0].Kid {
+		t.Errorf("token of key %s; the JWKS URL serves %v", res.KeyID, served)
+	}
 }
