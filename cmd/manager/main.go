@@ -49,6 +49,7 @@ type options struct {
 	signingPropagation      time.Duration
 	tokenAddr               string
 	tokenAudience           string
+	pprofAddr               string
 }
 
 func parseFlags(args []string) (options, *zap.Options, error) {
@@ -81,6 +82,7 @@ func parseFlags(args []string) (options, *zap.Options, error) {
 		"How long a workload that mounts <name>-signing-key may go on signing with a replaced key (kubelet's sync period plus its cache TTL); a replaced key's overlap counts from then.")
 	fs.StringVar(&o.tokenAddr, "token-bind-address", token.DefaultBindAddress, "Address of the token API (replicas running the controllers and the JWKS server); 0 turns it off. Plain HTTP only on a loopback address.")
 	fs.StringVar(&o.tokenAudience, "token-review-audience", token.DefaultReviewAudience, "Audience a caller's service account token must have for the token API.")
+	fs.StringVar(&o.pprofAddr, "pprof-bind-address", "0", "Address of Go's /debug/pprof endpoints, for profiling; 0 (the default) turns them off. Bind it to loopback only.")
 	zapOpts := &zap.Options{}
 	zapOpts.BindFlags(fs)
 	if err := fs.Parse(args); err != nil {

@@ -22,7 +22,7 @@ func TestFlagsDefaultsFollowDesign(t *testing.T) {
 		leaderElectionID: "signet.identity.signet.dev",
 		kubeAPIQPS:       500, kubeAPIBurst: 1000, maxConcurrentReconciles: 8,
 		systemNamespace: "signet-system", signingPropagation: 2 * time.Minute,
-		tokenAddr: ":9443", tokenAudience: "signet",
+		tokenAddr: ":9443", tokenAudience: "signet", pprofAddr: "0",
 	}
 	if o != want {
 		t.Fatalf("defaults\n got %+v\nwant %+v", o, want)

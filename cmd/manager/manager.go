@@ -38,6 +38,7 @@ func newManager(ctx context.Context, cfg *rest.Config, o options) (manager.Manag
 		Scheme:                 newScheme(),
 		Metrics:                metricsserver.Options{BindAddress: "0"}, // addMetricsServer serves them
 		HealthProbeBindAddress: o.probeAddr,
+		PprofBindAddress:       o.pprofAddr,
 		LeaderElection:         o.leaderElect && o.controllers,
 		LeaderElectionID:       o.leaderElectionID,
 		Cache:                  cacheOptions(o),

@@ -31,6 +31,7 @@ type config struct {
 	n             int
 	namespaces    int
 	managerArgs   []string
+	replicaArgs   []string
 	out           string
 	keep          bool
 	samples       int
@@ -51,6 +52,7 @@ func parseFlags(args []string) (config, error) {
 	fs.IntVar(&c.n, "n", 1000, "TenantIdentities to create at once")
 	fs.IntVar(&c.namespaces, "namespaces", 1, "tenant namespaces to spread them over (one org each)")
 	fs.Var((*stringList)(&c.managerArgs), "manager-arg", "extra flag for the full manager, e.g. -manager-arg=--kube-api-qps=200 (repeatable)")
+	fs.Var((*stringList)(&c.replicaArgs), "replica-arg", "extra flag for the server-only replica, e.g. -replica-arg=--pprof-bind-address=127.0.0.1:6061 (repeatable)")
 	fs.StringVar(&c.out, "out", "", "write <out>.json and <out>.md besides printing the summary")
 	fs.BoolVar(&c.keep, "keep", false, "at the end keep the control plane, both managers and the work directory running until Ctrl-C")
 	fs.IntVar(&c.samples, "samples", 30, "samples of each latency (apply -> served, rotationTrigger -> served)")

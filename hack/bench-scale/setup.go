@@ -247,7 +247,7 @@ func (e *env) startManagers(ctx context.Context, cfg config) error {
 		return err
 	}
 	e.manager = newProc("manager", bin, e.dir, append(mgrArgs, cfg.managerArgs...))
-	e.replica = newProc("replica", bin, e.dir, append(repArgs, "--controllers=false"))
+	e.replica = newProc("replica", bin, e.dir, append(append(repArgs, "--controllers=false"), cfg.replicaArgs...))
 	for _, p := range []*proc{e.manager, e.replica} {
 		logf("starting %s: %s", p.name, p.commandLine())
 		if err := p.start(ctx, 2*time.Minute); err != nil {
