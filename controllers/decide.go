@@ -13,6 +13,7 @@ import (
 
 	identityv1alpha1 "github.com/signet-dev/signet/api/v1alpha1"
 	"github.com/signet-dev/signet/internal/keys"
+	"github.com/signet-dev/signet/internal/managedfields"
 	"github.com/signet-dev/signet/internal/rotation"
 	"github.com/signet-dev/signet/internal/tenancy"
 )
@@ -267,7 +268,10 @@ func orphans(obs *observed, d *decision, algorithm string) []rotation.Key {
 	for _, ks := range obs.ti.Status.Keys {
 		known[ks.KID] = ks
 	}
-	written := signetDataKeys(obs.configMap)
+	var written map[string]bool
+	if obs.configMap != nil {
+		written = managedfields.SignetDataKeys(obs.configMap.ObjectMeta)
+	}
 	signing := signingKID(obs.signing)
 	var out []rotation.Key
 	for _, kid := range kidsOfConfigMap(obs.configMap) {
@@ -338,7 +342,7 @@ func (d *decision) settled(obs *observed, desired identityv1alpha1.TenantIdentit
 // order, each entry as signet wrote it, with signet's labels.
 func configMapSettled(obs *observed, plan rotation.Plan) bool {
 	cm := obs.configMap
-	if cm == nil || foreignWrites(cm.ObjectMeta) || !labelsHave(cm.Labels, jwksLabels(obs.ti)) {
+	if cm == nil || managedfields.ForeignWrites(cm.ObjectMeta) || !labelsHave(cm.Labels, jwksLabels(obs.ti)) {
 		return false
 	}
 	if cm.Annotations[identityv1alpha1.AnnotationKeyOrder] != strings.Join(plan.Published, ",") || len(cm.Data) != len(plan.Published) {
@@ -364,7 +368,7 @@ func signingSettled(obs *observed, plan rotation.Plan, enabled bool) bool {
 	case s == nil:
 		return false
 	}
-	return !foreignWrites(s.ObjectMeta) && s.Annotations[annKID] == plan.ActiveKID && labelsHave(s.Labels, ownedLabels(obs.ti, identityv1alpha1.ComponentSigningKey))
+	return !managedfields.ForeignWrites(s.ObjectMeta) && s.Annotations[annKID] == plan.ActiveKID && labelsHave(s.Labels, ownedLabels(obs.ti, identityv1alpha1.ComponentSigningKey))
 }
 
 func recordsEqual(a, b map[string]string) bool {

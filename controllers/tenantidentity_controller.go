@@ -25,6 +25,7 @@ import (
 
 	identityv1alpha1 "github.com/signet-dev/signet/api/v1alpha1"
 	"github.com/signet-dev/signet/internal/keys"
+	"github.com/signet-dev/signet/internal/managedfields"
 	"github.com/signet-dev/signet/internal/tenancy"
 )
 
@@ -174,9 +175,9 @@ func (r *TenantIdentityReconciler) forget(ctx context.Context, tenant types.Name
 }
 
 // writer is the client signet writes with: every write is recorded under
-// signet's field manager (fields.go).
+// signet's field manager (internal/managedfields).
 func (r *TenantIdentityReconciler) writer() client.Client {
-	return client.WithFieldOwner(r.Client, fieldManager)
+	return client.WithFieldOwner(r.Client, managedfields.Signet)
 }
 
 func (r *TenantIdentityReconciler) generate() func(string, int, *keys.CertOptions) (*keys.Material, error) {

@@ -17,6 +17,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	identityv1alpha1 "github.com/signet-dev/signet/api/v1alpha1"
+	"github.com/signet-dev/signet/internal/managedfields"
 	"github.com/signet-dev/signet/internal/tenancy"
 )
 
@@ -69,12 +70,12 @@ func configMapNamespaces(c Config) map[string]cache.Config {
 	tenants := cmp(c.WatchNamespace, cache.AllNamespaces)
 	out := map[string]cache.Config{}
 	if tenants != c.SystemNamespace {
-		out[tenants] = cache.Config{LabelSelector: component(identityv1alpha1.ComponentJWKS), Transform: TrimConfigMap}
+		out[tenants] = cache.Config{LabelSelector: component(identityv1alpha1.ComponentJWKS), Transform: TrimConfigMap(c.ServerOnly)}
 	}
 	if c.SystemNamespace != "" {
 		out[c.SystemNamespace] = cache.Config{
 			LabelSelector: component(identityv1alpha1.ComponentJWKS, tenancy.ComponentClaim),
-			Transform:     TrimConfigMap,
+			Transform:     TrimConfigMap(c.ServerOnly),
 		}
 	}
 	return out
@@ -105,30 +106,39 @@ func managed() labels.Selector {
 
 // TrimConfigMap keeps the data of a TenantIdentity's own JWKS ConfigMap
 // (up to maxConfigMapData) and of a claim record, and of nothing else: a
-// ConfigMap that merely carries the label is held as metadata.
-func TrimConfigMap(in any) (any, error) {
-	cm, ok := in.(*corev1.ConfigMap)
-	if !ok {
-		return in, nil
-	}
-	switch cm.Labels[identityv1alpha1.LabelComponent] {
-	case identityv1alpha1.ComponentJWKS:
-		if !ownJWKS(cm) {
+// ConfigMap that merely carries the label is held as metadata. With
+// serverOnly no managed fields are kept at all (the server does not ask
+// who wrote what).
+func TrimConfigMap(serverOnly bool) func(any) (any, error) {
+	return func(in any) (any, error) {
+		cm, ok := in.(*corev1.ConfigMap)
+		if !ok {
+			return in, nil
+		}
+		switch cm.Labels[identityv1alpha1.LabelComponent] {
+		case identityv1alpha1.ComponentJWKS:
+			if !ownJWKS(cm) {
+				dropData(cm)
+				cm.ManagedFields = nil
+			} else if dataSize(cm) > maxConfigMapData {
+				cm.Data, cm.BinaryData = map[string]string{OversizedEntry: ""}, nil
+			}
+			// Which manager wrote which entry tells the controller whether
+			// an entry is signet's own: kept for the own ones, compacted to
+			// just that (internal/managedfields).
+			managedfields.Compact(&cm.ObjectMeta)
+		case tenancy.ComponentClaim:
+			cm.ManagedFields = nil
+		default:
 			dropData(cm)
 			cm.ManagedFields = nil
-		} else if dataSize(cm) > maxConfigMapData {
-			cm.Data, cm.BinaryData = map[string]string{OversizedEntry: ""}, nil
 		}
-		// Which manager wrote which entry tells the controller whether an
-		// entry is signet's own (controllers/fields.go): kept for the own ones.
-	case tenancy.ComponentClaim:
-		cm.ManagedFields = nil
-	default:
-		dropData(cm)
-		cm.ManagedFields = nil
+		if serverOnly {
+			cm.ManagedFields = nil
+		}
+		cm.Annotations = signetAnnotations(cm.Annotations)
+		return cm, nil
 	}
-	cm.Annotations = signetAnnotations(cm.Annotations)
-	return cm, nil
 }
 
 // ownJWKS: cm is named after the TenantIdentity that controls it.
@@ -172,7 +182,9 @@ func trimSecretMeta(m *metav1.ObjectMeta) {
 	m.Annotations = signetAnnotations(m.Annotations)
 	if m.Labels[identityv1alpha1.LabelComponent] != identityv1alpha1.ComponentSigningKey {
 		m.ManagedFields = nil
+		return
 	}
+	managedfields.Compact(m)
 }
 
 // signetAnnotations keeps only signet's own annotations (no

@@ -14,7 +14,7 @@ import (
 )
 
 func managedFields(manager string) []metav1.ManagedFieldsEntry {
-	return []metav1.ManagedFieldsEntry{{Manager: manager, FieldsV1: metav1.NewFieldsV1(`{"f:data":{}}`)}}
+	return []metav1.ManagedFieldsEntry{{Manager: manager, FieldsV1: metav1.NewFieldsV1(`{"f:data":{"f:k.json":{}}}`)}}
 }
 
 func jwksConfigMap(name, owner string, data map[string]string) *corev1.ConfigMap {
@@ -62,7 +62,7 @@ func TestTrimConfigMap(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			out, err := TrimConfigMap(tc.cm.DeepCopy())
+			out, err := TrimConfigMap(false)(tc.cm.DeepCopy())
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -76,6 +76,9 @@ func TestTrimConfigMap(t *testing.T) {
 			}
 			if got := cm.ManagedFields != nil; got != tc.wantManaged {
 				t.Errorf("managed fields kept %v, want %v", got, tc.wantManaged)
+			}
+			if server, _ := TrimConfigMap(true)(tc.cm.DeepCopy()); server.(*corev1.ConfigMap).ManagedFields != nil {
+				t.Error("the server-only cache kept managed fields")
 			}
 			for k := range cm.Annotations {
 				if !strings.HasPrefix(k, "identity.signet.dev/") {
