@@ -9,11 +9,6 @@ import (
 	"testing"
 )
 
-// pendingFlags are DESIGN.md "Manager flags" the chart renders while the
-// manager is still gaining them; each leaves this list once cmd/manager
-// defines it (the token API's two did).
-var pendingFlags = []string{}
-
 var helpFlag = regexp.MustCompile(`(?m)^  -([a-z0-9-]+)`)
 
 // TestRenderedFlagsExist: every flag any scenario renders is one the
@@ -38,7 +33,7 @@ func TestRenderedFlagsExist(t *testing.T) {
 	for _, s := range scenarios {
 		for _, arg := range managerArgs(t, render(t, s), fullname(s)) {
 			name, _, _ := strings.Cut(strings.TrimPrefix(arg, "--"), "=")
-			if !slices.Contains(defined, name) && !slices.Contains(pendingFlags, name) {
+			if !slices.Contains(defined, name) {
 				t.Errorf("%s: the chart renders %s, which the manager does not define", s.name, arg)
 			}
 		}

@@ -231,7 +231,7 @@ func TestInvariant5StrayKeySecrets(t *testing.T) {
 			t.Fatal("no crash")
 		}
 		h.events.take() // the crash's ApplyFailed
-		strays := keySecretsOf(t, h)
+		strays := allKeySecrets(t, h)
 		if len(strays) != 2 {
 			t.Fatalf("setup: %d key Secrets", len(strays))
 		}
@@ -245,7 +245,7 @@ func TestInvariant5StrayKeySecrets(t *testing.T) {
 		h.at(8*time.Minute + time.Second)
 		h.reconcile()
 		h.expectEvents("adopt", "Warning "+ReasonStrayKeyAdopted)
-		if got := keySecretsOf(t, h); len(got) != 2 {
+		if got := allKeySecrets(t, h); len(got) != 2 {
 			t.Fatalf("%d key Secrets after the scan: a new key was made beside the stray", len(got))
 		}
 		if s := h.snap(); !s.publishes(b) || len(s.keys) != 2 {
@@ -278,7 +278,7 @@ func TestInvariant5StrayKeySecrets(t *testing.T) {
 
 func stripLabels(t *testing.T, h *harness, kid string) {
 	t.Helper()
-	for _, s := range keySecretsOf(t, h) {
+	for _, s := range allKeySecrets(t, h) {
 		if s.Annotations[annKID] != kid {
 			continue
 		}
@@ -291,9 +291,9 @@ func stripLabels(t *testing.T, h *harness, kid string) {
 	t.Fatalf("no key Secret holds %s", kid)
 }
 
-// keySecretsOf lists every Secret of the namespace that holds a key of
+// allKeySecrets lists every Secret of the namespace that holds a key of
 // the harness's TenantIdentity, labelled or not.
-func keySecretsOf(t *testing.T, h *harness) []corev1.Secret {
+func allKeySecrets(t *testing.T, h *harness) []corev1.Secret {
 	t.Helper()
 	var list corev1.SecretList
 	if err := h.c.List(h.ctx, &list, client.InNamespace(h.ns)); err != nil {

@@ -189,6 +189,16 @@ func listByOrgSite(ctx context.Context, c client.WithWatch, list client.ObjectLi
 	if lo.FieldSelector == nil || lo.FieldSelector.Empty() {
 		return c.List(ctx, list, opts...)
 	}
+	if owner, ok := lo.FieldSelector.RequiresExactMatch(keySecretsField); ok {
+		// The manager's cache indexes key Secrets by their TenantIdentity;
+		// the API server selects them by the same labels.
+		return c.List(ctx, list, client.InNamespace(lo.Namespace), client.MatchingLabels{
+			identityv1alpha1.LabelTenantIdentity: owner, identityv1alpha1.LabelComponent: identityv1alpha1.ComponentKey,
+		})
+	}
+	if _, ok := lo.FieldSelector.RequiresExactMatch("type"); ok {
+		return c.List(ctx, list, opts...) // the API server selects Secrets on their type
+	}
 	if _, ok := lo.FieldSelector.RequiresExactMatch(tenancy.OrgSiteField); !ok {
 		return fmt.Errorf("test client: unsupported field selector %q", lo.FieldSelector)
 	}

@@ -94,9 +94,6 @@ func (r *TenantIdentityReconciler) observe(ctx context.Context, ti *identityv1al
 	if err := r.observeTenancy(ctx, obs); err != nil {
 		return nil, err
 	}
-	if err := r.observeKeySecrets(ctx, obs, src); err != nil {
-		return nil, err
-	}
 	var err error
 	if obs.configMap, err = getObject(ctx, src.reader, obs.ti.Namespace, identityv1alpha1.JWKSConfigMapName(obs.ti.Name), &corev1.ConfigMap{}); err != nil {
 		return nil, err
@@ -105,10 +102,7 @@ func (r *TenantIdentityReconciler) observe(ctx context.Context, ti *identityv1al
 	if err != nil {
 		return nil, err
 	}
-	if src.live {
-		err = r.observeStrays(ctx, obs)
-	}
-	return obs, err
+	return obs, r.observeKeySecrets(ctx, obs, src)
 }
 
 // observeTenancy reads the namespace, the claims on ti's org/site and the
@@ -147,38 +141,74 @@ func (r *TenantIdentityReconciler) observeTenancy(ctx context.Context, obs *obse
 	return err
 }
 
-// observeKeySecrets lists the key Secrets by label: metadata only from
-// the cache, whole Secrets live.
+// keySecretsField indexes the cached key Secrets (metadata) by the name of
+// the TenantIdentity they belong to: finding a tenant's keys costs a
+// lookup, not a scan of every Secret of its namespace (10,000 tenants in one
+// namespace are 20,000 key Secrets).
+const keySecretsField = "signet.keySecretsOf"
+
+func keySecretsOf(o client.Object) []string {
+	if l := o.GetLabels(); l[identityv1alpha1.LabelComponent] == identityv1alpha1.ComponentKey && l[identityv1alpha1.LabelTenantIdentity] != "" {
+		return []string{l[identityv1alpha1.LabelTenantIdentity]}
+	}
+	return nil
+}
+
+// observeKeySecrets finds the key Secrets of ti in the cache, as metadata.
+// Live, it then reads each of them, and each Secret a kid the documents,
+// the status or the signing Secret name would have, by name: a key Secret
+// the cache has not seen yet is found as long as something names it. (One
+// that nothing names yet is a key stored just before a crash; missing it
+// makes a second key, which the next reconcile adopts: nothing is lost.)
+// Reading by name costs the API server a lookup where a list by label
+// would scan the namespace.
 func (r *TenantIdentityReconciler) observeKeySecrets(ctx context.Context, obs *observed, src source) error {
 	ti := obs.ti
-	selector := []client.ListOption{client.InNamespace(ti.Namespace), client.MatchingLabels{
-		identityv1alpha1.LabelTenantIdentity: ti.Name,
-		identityv1alpha1.LabelComponent:      identityv1alpha1.ComponentKey,
-	}}
-	keep := func(s secret) {
-		if metav1.IsControlledBy(&s.ObjectMeta, ti) && s.DeletionTimestamp == nil {
-			obs.keySecrets = append(obs.keySecrets, s)
-		}
+	list := &metav1.PartialObjectMetadataList{}
+	list.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("SecretList"))
+	if err := r.List(ctx, list, client.InNamespace(ti.Namespace), client.MatchingFields{keySecretsField: ti.Name}); err != nil {
+		return fmt.Errorf("list key secrets: %w", err)
 	}
 	if !src.live {
-		list := &metav1.PartialObjectMetadataList{}
-		list.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("SecretList"))
-		if err := src.reader.List(ctx, list, selector...); err != nil {
-			return fmt.Errorf("list key secrets: %w", err)
-		}
 		for i := range list.Items {
-			keep(secret{ObjectMeta: list.Items[i].ObjectMeta})
+			if s := (secret{ObjectMeta: list.Items[i].ObjectMeta}); ownKey(&s, ti) {
+				obs.keySecrets = append(obs.keySecrets, s)
+			}
 		}
 		return nil
 	}
-	var list corev1.SecretList
-	if err := src.reader.List(ctx, &list, selector...); err != nil {
-		return fmt.Errorf("list key secrets: %w", err)
-	}
+	names := make([]string, 0, len(list.Items)+2)
 	for i := range list.Items {
-		keep(secretOf(&list.Items[i]))
+		names = append(names, list.Items[i].Name)
+	}
+	for _, kid := range referencedKIDs(obs) {
+		if name, err := keySecretName(ti, kid); err == nil {
+			names = append(names, name) // else not a kid signet could have made
+		}
+	}
+	slices.Sort(names)
+	for _, name := range slices.Compact(names) {
+		s, err := getObject(ctx, src.reader, ti.Namespace, name, &corev1.Secret{})
+		if err != nil || s == nil {
+			if err != nil {
+				return err
+			}
+			continue
+		}
+		switch sec := secretOf(s); {
+		case !ownKey(&sec, ti):
+		case keySecretsOf(s) != nil && s.Labels[identityv1alpha1.LabelTenantIdentity] == ti.Name:
+			obs.keySecrets = append(obs.keySecrets, sec)
+		default:
+			obs.addStray(sec) // signet's, but its labels were stripped
+		}
 	}
 	return nil
+}
+
+// ownKey: ti controls s and s is not being deleted.
+func ownKey(s *secret, ti *identityv1alpha1.TenantIdentity) bool {
+	return metav1.IsControlledBy(&s.ObjectMeta, ti) && s.DeletionTimestamp == nil
 }
 
 // observeSecret reads one named Secret: its metadata from the cache, the
@@ -201,29 +231,6 @@ func (r *TenantIdentityReconciler) observeSecret(ctx context.Context, src source
 	return &secret{ObjectMeta: m.ObjectMeta}, nil
 }
 
-// observeStrays finds the key Secrets ti controls that lost their label
-// (someone stripped it): left alone, such a Secret would look lost, a new
-// key would be made, and the old private key would stay in the namespace
-// untracked. A kid the documents, the status or the signing Secret name is
-// looked up by its Secret's name, a cheap read; scanStrays finds the rest.
-func (r *TenantIdentityReconciler) observeStrays(ctx context.Context, obs *observed) error {
-	ti, reader := obs.ti, r.liveSource().reader
-	for _, kid := range referencedKIDs(obs) {
-		name, err := keySecretName(ti, kid)
-		if err != nil || obs.hasSecret(name) {
-			continue // not a kid signet could have made, or found already
-		}
-		s, err := getObject(ctx, reader, ti.Namespace, name, &corev1.Secret{})
-		if err != nil {
-			return err
-		}
-		if s != nil {
-			obs.addStray(secretOf(s))
-		}
-	}
-	return nil
-}
-
 // scanStrays finds the key Secrets of ti that nothing names any more (a
 // crash between storing a key and publishing it, then its label stripped)
 // by scanning the metadata of the namespace's Secrets. It runs only before
@@ -233,7 +240,9 @@ func (r *TenantIdentityReconciler) scanStrays(ctx context.Context, obs *observed
 	ti, reader := obs.ti, r.liveSource().reader
 	list := &metav1.PartialObjectMetadataList{}
 	list.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("SecretList"))
-	if err := reader.List(ctx, list, client.InNamespace(ti.Namespace)); err != nil {
+	// Only signet's key Secrets, by their type (a field the API server
+	// selects on), and only their metadata.
+	if err := reader.List(ctx, list, client.InNamespace(ti.Namespace), client.MatchingFields{"type": string(secretTypeKey)}); err != nil {
 		return fmt.Errorf("list secrets to find stray keys: %w", err)
 	}
 	for i := range list.Items {

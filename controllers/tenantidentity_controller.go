@@ -24,6 +24,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	identityv1alpha1 "github.com/signet-dev/signet/api/v1alpha1"
+	"github.com/signet-dev/signet/internal/cacheopts"
 	"github.com/signet-dev/signet/internal/keys"
 	"github.com/signet-dev/signet/internal/managedfields"
 	"github.com/signet-dev/signet/internal/tenancy"
@@ -197,6 +198,9 @@ func (r *TenantIdentityReconciler) keyBudget() *keyBudget {
 // same org/site and the claim records.
 func (r *TenantIdentityReconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manager) error {
 	if err := tenancy.RegisterOrgSite(ctx, mgr.GetFieldIndexer()); err != nil {
+		return err
+	}
+	if err := mgr.GetFieldIndexer().IndexField(ctx, cacheopts.SecretMetadata(), keySecretsField, keySecretsOf); err != nil {
 		return err
 	}
 	selected := predicate.NewPredicateFuncs(func(o client.Object) bool {

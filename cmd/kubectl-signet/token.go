@@ -26,7 +26,7 @@ const bearerLifetime = 600
 // compactJWS is header.payload.signature in base64url.
 var compactJWS = regexp.MustCompile(`^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$`)
 
-// tokenRequest is the token API's request body (DESIGN.md "Token API").
+// tokenRequest is the token API's request body (docs/design.md, "The token API").
 type tokenRequest struct {
 	Audience          []string `json:"audience,omitempty"`
 	ExpirationSeconds int64    `json:"expirationSeconds,omitempty"`

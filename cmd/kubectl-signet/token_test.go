@@ -29,7 +29,7 @@ import (
 	identityv1alpha1 "github.com/signet-dev/signet/api/v1alpha1"
 )
 
-// tokenAPI is a token API that follows DESIGN.md "Token API" to the
+// tokenAPI is a token API that follows docs/design.md's "The token API" to the
 // letter, with the real parts of the cluster: the bearer token is checked
 // with a TokenReview (audience signet), the caller with a
 // SubjectAccessReview for create on tenantidentities/token, and the
@@ -246,7 +246,7 @@ func TestToken(t *testing.T) {
 	}
 }
 
-// grant lets sa create tokens of the TenantIdentity name, as DESIGN.md's
+// grant lets sa create tokens of the TenantIdentity name, as docs/design.md's
 // RBAC example does.
 func grant(t *testing.T, ns, name, sa string) {
 	t.Helper()

@@ -95,6 +95,7 @@ func createPhase(ctx context.Context, e *env, cfg config, res *results) ([]tenan
 	res.Create.AllReady = dur(last.Sub(start))
 	res.Create.ReadyPerSecond = float64(cfg.n) / last.Sub(start).Seconds()
 	res.Memory.ManagerRSSN, res.Memory.ReplicaRSSN = e.manager.rss(), e.replica.rss()
+	res.Memory.ManagerVmRSSN, res.Memory.ReplicaVmRSSN = e.manager.vmRSS(), e.replica.vmRSS()
 	logf("all %d Ready after %s (%.1f/s); RSS %s (manager), %s (replica)", cfg.n, res.Create.AllReady,
 		res.Create.ReadyPerSecond, mib(res.Memory.ManagerRSSN), mib(res.Memory.ReplicaRSSN))
 

@@ -270,8 +270,15 @@ func (p *proc) exitErr() error {
 	return p.waitErr
 }
 
-// rss is the current run's resident set in bytes (0 when unreadable).
+// rss is the current run's anonymous resident memory in bytes (0 when
+// unreadable): see anonBytes.
 func (p *proc) rss() int64 {
+	n, _ := anonBytes(p.pid())
+	return n
+}
+
+// vmRSS is the current run's whole resident set, code pages included.
+func (p *proc) vmRSS() int64 {
 	n, _ := rssBytes(p.pid())
 	return n
 }

@@ -214,7 +214,7 @@ func TestLayer(t *testing.T) {
 }
 
 // TestRunsHelp runs the manager from the layer: it starts and lists the
-// flags DESIGN.md fixes.
+// flags docs/design.md lists.
 func TestRunsHelp(t *testing.T) {
 	t.Parallel()
 	_, manager := layerFiles(t, openArchive(t))

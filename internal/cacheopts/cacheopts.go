@@ -133,10 +133,10 @@ func TrimConfigMap(serverOnly bool) func(any) (any, error) {
 			dropData(cm)
 			cm.ManagedFields = nil
 		}
-		if serverOnly {
-			cm.ManagedFields = nil
-		}
 		cm.Annotations = signetAnnotations(cm.Annotations)
+		if serverOnly {
+			return serverConfigMap(cm), nil
+		}
 		return cm, nil
 	}
 }
@@ -224,15 +224,57 @@ func TrimTenantIdentity(serverOnly bool) func(any) (any, error) {
 			}
 		}
 		if serverOnly {
-			conds := make([]metav1.Condition, len(ti.Status.Conditions))
-			for i, c := range ti.Status.Conditions {
-				conds[i] = metav1.Condition{Type: c.Type, Status: c.Status}
-			}
-			ti.Status = identityv1alpha1.TenantIdentityStatus{Conditions: conds}
-			ti.Spec.Tokens, ti.Spec.RevokedKeyIDs, ti.Spec.RotationTrigger = nil, nil, ""
+			return serverTenantIdentity(ti), nil
 		}
 		return ti, nil
 	}
+}
+
+// serverTenantIdentity is what the JWKS server reads of a TenantIdentity
+// (ownership, the issuer, max-age, whether its status withholds
+// publication), in a new object, so that nothing else of the decoded one
+// stays reachable.
+func serverTenantIdentity(ti *identityv1alpha1.TenantIdentity) *identityv1alpha1.TenantIdentity {
+	out := &identityv1alpha1.TenantIdentity{
+		TypeMeta: ti.TypeMeta,
+		ObjectMeta: metav1.ObjectMeta{
+			Name: ti.Name, Namespace: ti.Namespace, UID: ti.UID, ResourceVersion: ti.ResourceVersion,
+			CreationTimestamp: ti.CreationTimestamp, DeletionTimestamp: ti.DeletionTimestamp,
+		},
+		Spec: identityv1alpha1.TenantIdentitySpec{
+			Org: ti.Spec.Org, SiteID: ti.Spec.SiteID, Issuer: ti.Spec.Issuer,
+			Keys: identityv1alpha1.KeyPolicy{PrePublish: ti.Spec.Keys.PrePublish},
+		},
+	}
+	for _, c := range ti.Status.Conditions {
+		if c.Type == identityv1alpha1.ConditionPublished {
+			out.Status.Conditions = []metav1.Condition{{Type: c.Type, Status: c.Status}}
+		}
+	}
+	return out
+}
+
+// serverConfigMap is what the JWKS server reads of a JWKS ConfigMap or a
+// claim record, in a new object.
+func serverConfigMap(cm *corev1.ConfigMap) *corev1.ConfigMap {
+	out := &corev1.ConfigMap{
+		TypeMeta: cm.TypeMeta,
+		ObjectMeta: metav1.ObjectMeta{
+			Name: cm.Name, Namespace: cm.Namespace, UID: cm.UID, ResourceVersion: cm.ResourceVersion,
+			Annotations: cm.Annotations,
+		},
+		Data: cm.Data,
+	}
+	out.Labels = make(map[string]string, 3)
+	for _, l := range []string{identityv1alpha1.LabelComponent, identityv1alpha1.LabelOrg, identityv1alpha1.LabelSite} {
+		if v, ok := cm.Labels[l]; ok {
+			out.Labels[l] = v
+		}
+	}
+	if owner := metav1.GetControllerOfNoCopy(cm); owner != nil {
+		out.OwnerReferences = []metav1.OwnerReference{{APIVersion: owner.APIVersion, Kind: owner.Kind, Name: owner.Name, UID: owner.UID, Controller: owner.Controller}}
+	}
+	return out
 }
 
 // TrimNamespace keeps what org binding reads: the name and the labels.

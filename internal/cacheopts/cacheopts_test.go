@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/utils/ptr"
@@ -42,7 +43,12 @@ func TestTrimConfigMap(t *testing.T) {
 		wantOversize bool
 		wantManaged  bool
 	}{
-		{"a TenantIdentity's own JWKS ConfigMap keeps its data and managed fields", jwksConfigMap("acme-jwks", "acme", small), true, false, true},
+		{"a TenantIdentity's own JWKS ConfigMap keeps its data (signet alone wrote it: no managed fields)", jwksConfigMap("acme-jwks", "acme", small), true, false, false},
+		{"... and a mark of a foreign writer", func() *corev1.ConfigMap {
+			cm := jwksConfigMap("acme-jwks", "acme", small)
+			cm.ManagedFields = append(cm.ManagedFields, managedFields("kubectl-edit")...)
+			return cm
+		}(), true, false, true},
 		{"junk carrying the label: metadata only", jwksConfigMap("junk", "acme", big), false, false, false},
 		{"named like another TenantIdentity's: metadata only", jwksConfigMap("globex-jwks", "acme", big), false, false, false},
 		{"no controller: metadata only", func() *corev1.ConfigMap {
@@ -55,7 +61,7 @@ func TestTrimConfigMap(t *testing.T) {
 			cm.OwnerReferences[0].Kind = "Deployment"
 			return cm
 		}(), false, false, false},
-		{"its own, but oversized: a marker the server refuses", jwksConfigMap("acme-jwks", "acme", big), false, true, true},
+		{"its own, but oversized: a marker the server refuses", jwksConfigMap("acme-jwks", "acme", big), false, true, false},
 		{"a claim record keeps its data", func() *corev1.ConfigMap {
 			return tenancy.ClaimRecord("signet-system", "acme", "7d9f3c1e-5b2a-4c8e-9f10-3a4b5c6d7e8f", tenancy.Claim{Namespace: "n", Name: "x", UID: "u"})
 		}(), true, false, false},
@@ -77,8 +83,13 @@ func TestTrimConfigMap(t *testing.T) {
 			if got := cm.ManagedFields != nil; got != tc.wantManaged {
 				t.Errorf("managed fields kept %v, want %v", got, tc.wantManaged)
 			}
-			if server, _ := TrimConfigMap(true)(tc.cm.DeepCopy()); server.(*corev1.ConfigMap).ManagedFields != nil {
-				t.Error("the server-only cache kept managed fields")
+			server, _ := TrimConfigMap(true)(tc.cm.DeepCopy())
+			scm := server.(*corev1.ConfigMap)
+			if scm.ManagedFields != nil || len(scm.Labels) > 3 || (len(cm.Data) > 0) != (len(scm.Data) > 0) {
+				t.Errorf("the server-only cache kept %d managed fields, labels %v, data %v", len(scm.ManagedFields), scm.Labels, len(scm.Data))
+			}
+			if got, want := metav1.GetControllerOf(scm), metav1.GetControllerOf(cm); (got == nil) != (want == nil) || (got != nil && got.UID != want.UID) {
+				t.Errorf("the server-only cache's controller %v, want %v", got, want)
 			}
 			for k := range cm.Annotations {
 				if !strings.HasPrefix(k, "identity.signet.dev/") {
@@ -105,7 +116,7 @@ func TestTrimSecret(t *testing.T) {
 	signing := &metav1.PartialObjectMetadata{ObjectMeta: meta(identityv1alpha1.ComponentSigningKey)}
 	_, _ = TrimSecret(signing)
 	if signing.ManagedFields == nil {
-		t.Error("the signing Secret's managed fields were dropped: the controller reads who wrote its data from them")
+		t.Error("the mark of the signing Secret's foreign writer was dropped: the controller reads from it whether anyone else wrote its data")
 	}
 	typed := &corev1.Secret{ObjectMeta: meta(identityv1alpha1.ComponentKey), Data: map[string][]byte{"key.pem": []byte("PRIVATE")}, StringData: map[string]string{"a": "b"}}
 	_, _ = TrimSecret(typed)
@@ -136,10 +147,21 @@ func TestTrimTenantIdentity(t *testing.T) {
 	if len(got.Status.Conditions[1].Message) > maxConditionMessage || got.Status.Conditions[0].Message != "ok" {
 		t.Errorf("condition messages: %d and %q", len(got.Status.Conditions[1].Message), got.Status.Conditions[0].Message)
 	}
-	server, _ := TrimTenantIdentity(true)(ti())
+	// The server's view: what ownership, the issuer and max-age need, and
+	// only the Published condition's status.
+	published := ti()
+	published.Status.Conditions = append(published.Status.Conditions, metav1.Condition{Type: identityv1alpha1.ConditionPublished, Status: metav1.ConditionFalse, Message: "x"})
+	published.Spec.Issuer, published.Spec.Keys.PrePublish, published.UID = "https://i.example", "2m", "u"
+	server, _ := TrimTenantIdentity(true)(published)
 	got = server.(*identityv1alpha1.TenantIdentity)
-	if len(got.Status.Keys) != 0 || got.Spec.Tokens != nil || got.Status.Conditions[0].Message != "" || got.Status.Conditions[0].Status != metav1.ConditionTrue {
-		t.Errorf("server's view: %+v", got)
+	want := &identityv1alpha1.TenantIdentity{
+		ObjectMeta: metav1.ObjectMeta{Name: "x", UID: "u"},
+		Spec: identityv1alpha1.TenantIdentitySpec{Org: "acme", Issuer: "https://i.example",
+			Keys: identityv1alpha1.KeyPolicy{PrePublish: "2m"}},
+		Status: identityv1alpha1.TenantIdentityStatus{Conditions: []metav1.Condition{{Type: identityv1alpha1.ConditionPublished, Status: metav1.ConditionFalse}}},
+	}
+	if !equality.Semantic.DeepEqual(got, want) {
+		t.Errorf("server's view:\n got %+v\nwant %+v", got, want)
 	}
 }
 

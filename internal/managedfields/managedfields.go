@@ -4,7 +4,8 @@
 // questions its reconciles ask of an object without reading its data (a
 // Secret's included): did anyone else write what signet publishes or hands
 // to workloads, and which data entries did signet's own writes put there.
-// And it compacts managedFields to exactly those answers, for the caches.
+// And it compacts managedFields for the caches to what the first question
+// needs.
 //
 // A manager's name is chosen by the client, so the answers are about edits
 // within a tenant's own objects, never anything across tenants.
@@ -12,7 +13,6 @@ package managedfields
 
 import (
 	"encoding/json"
-	"slices"
 	"strings"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -95,31 +95,19 @@ func SignetDataKeys(meta metav1.ObjectMeta) map[string]bool {
 	return out
 }
 
-// Compact replaces meta's managedFields with the least that gives the same
-// answers to ForeignWrites and SignetDataKeys: one entry listing signet's
-// data keys, and one marking a foreign writer when there is one. A cached
-// object keeps a few dozen bytes instead of every writer's field sets.
+// Compact replaces meta's managedFields, for a cache, with the least that
+// keeps ForeignWrites' answer: nothing when signet alone wrote what it
+// publishes (the common case, which then costs no memory), else one entry
+// marking a foreign writer. SignetDataKeys of a compacted object answers
+// "none": a reconcile on the cache's view then treats an entry it cannot
+// place as unsettled and looks live, where the full record is.
 func Compact(meta *metav1.ObjectMeta) {
 	if len(meta.ManagedFields) == 0 {
 		return
 	}
-	foreignWrites := ForeignWrites(*meta)
-	keys := make([]string, 0, 4)
-	for k := range SignetDataKeys(*meta) {
-		keys = append(keys, k)
+	if !ForeignWrites(*meta) {
+		meta.ManagedFields = nil
+		return
 	}
-	slices.Sort(keys)
-	var out []metav1.ManagedFieldsEntry
-	if len(keys) > 0 {
-		data := make(map[string]struct{}, len(keys))
-		for _, k := range keys {
-			data["f:"+k] = struct{}{}
-		}
-		raw, _ := json.Marshal(map[string]any{"f:data": data}) // a map of strings cannot fail
-		out = append(out, metav1.ManagedFieldsEntry{Manager: Signet, FieldsV1: metav1.NewFieldsV1(string(raw))})
-	}
-	if foreignWrites {
-		out = append(out, metav1.ManagedFieldsEntry{Manager: foreign, FieldsV1: metav1.NewFieldsV1(`{"f:data":{}}`)})
-	}
-	meta.ManagedFields = out
+	meta.ManagedFields = []metav1.ManagedFieldsEntry{{Manager: foreign, FieldsV1: metav1.NewFieldsV1(`{"f:data":{}}`)}}
 }

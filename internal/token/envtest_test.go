@@ -507,7 +507,7 @@ var tokensSpec = v1alpha1.TenantIdentitySpec{
 
 // Allowed: a service account granted create on tenantidentities/token for
 // one TenantIdentity gets a token that real verifiers accept against the
-// served JWKS, with the claims DESIGN.md lists.
+// served JWKS, with the claims docs/design.md lists.
 func TestEnvAllowed(t *testing.T) {
 	t.Parallel()
 	s := suite(t)

@@ -19,7 +19,7 @@ import (
 	"github.com/signet-dev/signet/internal/keys"
 )
 
-// Every status code the handler writes, each for the reason DESIGN.md
+// Every status code the handler writes, each for the reason docs/design.md
 // gives, with a NICo error body that names the rule broken.
 func TestStatusCodes(t *testing.T) {
 	type req struct{ method, path, bearer, body string }
@@ -224,7 +224,7 @@ func TestRateLimits(t *testing.T) {
 	})
 }
 
-// The claims and header DESIGN.md lists, for every algorithm, verified
+// The claims and header docs/design.md lists, for every algorithm, verified
 // with go-jose against the public key.
 func TestClaims(t *testing.T) {
 	for _, alg := range keys.Algorithms() {
