@@ -4,10 +4,12 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"sync"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	identityv1alpha1 "github.com/signet-dev/signet/api/v1alpha1"
@@ -186,6 +188,7 @@ func (r *TenantIdentityReconciler) observeKeySecrets(ctx context.Context, obs *o
 			names = append(names, name) // else not a kid signet could have made
 		}
 	}
+	names = append(names, r.strays.of(client.ObjectKeyFromObject(ti))...)
 	slices.Sort(names)
 	for _, name := range slices.Compact(names) {
 		s, err := getObject(ctx, src.reader, ti.Namespace, name, &corev1.Secret{})
@@ -231,34 +234,61 @@ func (r *TenantIdentityReconciler) observeSecret(ctx context.Context, src source
 	return &secret{ObjectMeta: m.ObjectMeta}, nil
 }
 
-// scanStrays finds the key Secrets of ti that nothing names any more (a
-// crash between storing a key and publishing it, then its label stripped)
-// by scanning the metadata of the namespace's Secrets. It runs only before
-// a key is made for a TenantIdentity that has had keys: a new one has no
-// strays, and is spared the scan.
-func (r *TenantIdentityReconciler) scanStrays(ctx context.Context, obs *observed) error {
+// scanStrays finds the key Secrets of ti that nothing names (a crash
+// between storing a key and publishing it, then its labels stripped), by
+// listing the metadata of the namespace's key Secrets (their type is a
+// field the API server selects on) and returns their names. The list is
+// as long as the namespace has key Secrets, so it runs only after a
+// reconcile made a key for a TenantIdentity that has had keys, once the
+// new key is published: never on the way to publishing it. What it finds
+// the next reconcile reads by name (noteStrays) and adopts or destroys;
+// meanwhile the stray can have made one key too many, which the bound on
+// keys and the policy's adoption absorb.
+func (r *TenantIdentityReconciler) scanStrays(ctx context.Context, obs *observed) ([]string, error) {
 	ti, reader := obs.ti, r.liveSource().reader
 	list := &metav1.PartialObjectMetadataList{}
 	list.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("SecretList"))
-	// Only signet's key Secrets, by their type (a field the API server
-	// selects on), and only their metadata.
 	if err := reader.List(ctx, list, client.InNamespace(ti.Namespace), client.MatchingFields{"type": string(secretTypeKey)}); err != nil {
-		return fmt.Errorf("list secrets to find stray keys: %w", err)
+		return nil, fmt.Errorf("list secrets to find stray keys: %w", err)
 	}
+	var found []string
 	for i := range list.Items {
 		m := &list.Items[i]
-		if obs.hasSecret(m.Name) || !metav1.IsControlledBy(m, ti) || m.Name == identityv1alpha1.SigningSecretName(ti.Name) {
-			continue
-		}
-		s, err := getObject(ctx, reader, ti.Namespace, m.Name, &corev1.Secret{})
-		if err != nil {
-			return err
-		}
-		if s != nil && s.Type == secretTypeKey {
-			obs.addStray(secretOf(s))
+		labelled := slices.Equal(keySecretsOf(m), []string{ti.Name})
+		if metav1.IsControlledBy(m, ti) && m.DeletionTimestamp == nil && !labelled && !obs.hasSecret(m.Name) {
+			found = append(found, m.Name)
 		}
 	}
-	return nil
+	return found, nil
+}
+
+// strayNotes are the names of stray key Secrets a scan found, by
+// TenantIdentity, for its next reconcile to read.
+type strayNotes struct {
+	mu     sync.Mutex
+	byName map[types.NamespacedName][]string
+}
+
+func (n *strayNotes) note(tenant types.NamespacedName, names []string) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.byName == nil {
+		n.byName = map[types.NamespacedName][]string{}
+	}
+	n.byName[tenant] = append(n.byName[tenant], names...)
+}
+
+func (n *strayNotes) of(tenant types.NamespacedName) []string {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return slices.Clone(n.byName[tenant])
+}
+
+// done forgets what a reconcile has dealt with.
+func (n *strayNotes) done(tenant types.NamespacedName) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	delete(n.byName, tenant)
 }
 
 func (obs *observed) hasSecret(name string) bool {
@@ -288,8 +318,8 @@ func referencedKIDs(obs *observed) []string {
 }
 
 // hasHistory: ti has had keys, so a key Secret of its may exist that
-// nothing names any more. A new TenantIdentity has none, and is spared the
-// scan of its namespace.
+// nothing names. A new TenantIdentity has none, and is spared the scan of
+// its namespace.
 func hasHistory(obs *observed) bool {
 	return len(obs.ti.Status.Keys) > 0 || obs.configMap != nil || obs.signing != nil || len(obs.keySecrets) > 0
 }

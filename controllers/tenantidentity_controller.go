@@ -70,6 +70,7 @@ type TenantIdentityReconciler struct {
 
 	budgetOnce sync.Once
 	budget     *keyBudget
+	strays     strayNotes
 }
 
 // +kubebuilder:rbac:groups=identity.signet.dev,resources=tenantidentities,verbs=get;list;watch
@@ -98,7 +99,8 @@ func (r *TenantIdentityReconciler) Reconcile(ctx context.Context, req ctrl.Reque
 	if err != nil {
 		return ctrl.Result{}, err
 	}
-	if d := r.decide(obs); d.settled(obs, r.statusOf(obs, d), ti.Spec.SigningSecret.IsEnabled()) {
+	strays := len(r.strays.of(req.NamespacedName)) > 0 // noted by a scan: read them live
+	if d := r.decide(obs); !strays && d.settled(obs, r.statusOf(obs, d), ti.Spec.SigningSecret.IsEnabled()) {
 		r.observeTenant(obs.ti, obs.ti.Status)
 		return scheduled(r.requeueOf(d)), nil
 	}
@@ -106,13 +108,19 @@ func (r *TenantIdentityReconciler) Reconcile(ctx context.Context, req ctrl.Reque
 		return ctrl.Result{}, err
 	}
 	d := r.decide(obs)
-	if d.plan.Create != nil && hasHistory(obs) {
-		if err := r.scanStrays(ctx, obs); err != nil {
-			return ctrl.Result{}, err
-		}
-		d = r.decide(obs)
+	scan := d.plan.Create != nil && hasHistory(obs)
+	res, err := r.carryOut(ctx, obs, d)
+	if err != nil || !scan || len(d.adopt)+len(d.destroy) > 0 {
+		return res, err
 	}
-	return r.carryOut(ctx, obs, d)
+	// A key was made: now that it is published, look for a key Secret of
+	// this TenantIdentity that nothing names (see scanStrays).
+	found, err := r.scanStrays(ctx, obs)
+	if err != nil || len(found) == 0 {
+		return res, err
+	}
+	r.strays.note(req.NamespacedName, found)
+	return ctrl.Result{RequeueAfter: time.Millisecond}, nil
 }
 
 // statusOf is the status d leads to when it is carried out as it is.
@@ -146,6 +154,7 @@ func (r *TenantIdentityReconciler) selects(ti *identityv1alpha1.TenantIdentity) 
 func (r *TenantIdentityReconciler) forget(ctx context.Context, tenant types.NamespacedName) error {
 	forgetTenant(tenant)
 	r.keyBudget().forget(tenant)
+	r.strays.done(tenant)
 	if r.SystemNamespace == "" {
 		return nil
 	}

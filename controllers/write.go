@@ -63,6 +63,7 @@ func (r *TenantIdentityReconciler) carryOut(ctx context.Context, obs *observed, 
 	if err := r.repairStrays(ctx, ti, d); err != nil {
 		return r.applyFailed(ctx, ti, err)
 	}
+	r.strays.done(client.ObjectKeyFromObject(ti)) // read above: adopted, destroyed or gone
 	if d.plan.Create != nil {
 		cost := keyCost(d.plan.Create.Algorithm, d.plan.Create.RSAKeySize)
 		if ok, retryAt := r.keyBudget().take(client.ObjectKeyFromObject(ti), cost, d.now); !ok {

@@ -115,7 +115,6 @@ func startSignet(ctx context.Context) (stop func(), err error) {
 		Metrics:                metricsserver.Options{BindAddress: "0"},
 		HealthProbeBindAddress: "0",
 		Cache:                  cacheopts.Options(cacheopts.Config{SystemNamespace: systemNamespace}),
-		Client:                 client.Options{Cache: &client.CacheOptions{DisableFor: []client.Object{&corev1.Secret{}}}},
 	})
 	if err != nil {
 		_ = ln.Close()
