@@ -1,6 +1,7 @@
 package controllers
 
 import (
+	"slices"
 	"sync"
 	"time"
 
@@ -44,12 +45,15 @@ var tenants = &tenantCollector{
 }
 
 type tenantState struct {
-	keys     map[identityv1alpha1.KeyState]int
+	keys     [3]int32 // by keyStates
 	notReady bool
 	// overdueAt is when the Active key's rotation is overdue: its
 	// scheduled rotation plus prePublish; zero when suspended or unknown.
 	overdueAt time.Time
 }
+
+// keyStates are the states signet_keys counts, in tenantState.keys order.
+var keyStates = []identityv1alpha1.KeyState{identityv1alpha1.KeyStateActive, identityv1alpha1.KeyStateNext, identityv1alpha1.KeyStateRetired}
 
 type tenantCollector struct {
 	mu                      sync.Mutex
@@ -68,11 +72,11 @@ func (c *tenantCollector) Collect(ch chan<- prometheus.Metric) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	now := c.now()
-	byState := map[identityv1alpha1.KeyState]int{identityv1alpha1.KeyStateActive: 0, identityv1alpha1.KeyStateNext: 0, identityv1alpha1.KeyStateRetired: 0}
+	var byState [3]int
 	notReady, overdue := 0, 0
 	for _, st := range c.byTenant {
-		for s, n := range st.keys {
-			byState[s] += n
+		for i, n := range st.keys {
+			byState[i] += int(n)
 		}
 		if st.notReady {
 			notReady++
@@ -81,8 +85,8 @@ func (c *tenantCollector) Collect(ch chan<- prometheus.Metric) {
 			overdue++
 		}
 	}
-	for s, n := range byState {
-		ch <- prometheus.MustNewConstMetric(c.keys, prometheus.GaugeValue, float64(n), string(s))
+	for i, n := range byState {
+		ch <- prometheus.MustNewConstMetric(c.keys, prometheus.GaugeValue, float64(n), string(keyStates[i]))
 	}
 	ch <- prometheus.MustNewConstMetric(c.notReady, prometheus.GaugeValue, float64(notReady))
 	ch <- prometheus.MustNewConstMetric(c.overdue, prometheus.GaugeValue, float64(overdue))
@@ -90,9 +94,11 @@ func (c *tenantCollector) Collect(ch chan<- prometheus.Metric) {
 
 // observeTenant records ti's state as st describes it.
 func (r *TenantIdentityReconciler) observeTenant(ti *identityv1alpha1.TenantIdentity, st identityv1alpha1.TenantIdentityStatus) {
-	s := tenantState{keys: map[identityv1alpha1.KeyState]int{}}
+	var s tenantState
 	for _, k := range st.Keys {
-		s.keys[k.State]++
+		if i := slices.Index(keyStates, k.State); i >= 0 {
+			s.keys[i]++
+		}
 	}
 	s.notReady = meta.IsStatusConditionFalse(st.Conditions, identityv1alpha1.ConditionReady)
 	if policy, err := policyFromSpec(ti.Spec, 0); err == nil && !ti.Spec.Suspend {

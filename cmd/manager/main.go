@@ -137,21 +137,24 @@ func defaultSystemNamespace() string {
 	return "signet-system"
 }
 
-// gcPercent is the manager's GOGC unless the environment sets one. Most
-// of its heap is long-lived cache, which Go's default (100: the heap may
-// grow to twice what is live before a collection) would keep resident
-// twice over, for little CPU saved: the manager allocates little between
-// bursts of changes.
-const gcPercent = 40
+// The manager's GOGC unless the environment sets one. Most of its heap is
+// long-lived cache, which Go's default (100: the heap may grow to twice
+// what is live before a collection) would keep resident twice over, for
+// little CPU saved: the manager allocates little between bursts of
+// changes, and a server-only replica, which reconciles nothing, less.
+const (
+	gcPercent           = 40
+	gcPercentServerOnly = 25
+)
 
 func main() {
-	if os.Getenv("GOGC") == "" {
-		debug.SetGCPercent(gcPercent)
-	}
 	o, zapOpts, err := parseFlags(os.Args[1:])
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(2)
+	}
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(map[bool]int{true: gcPercent, false: gcPercentServerOnly}[o.controllers])
 	}
 	zapOpts.Level = capVerbosity(zapOpts.Level)
 	ctrl.SetLogger(zap.New(zap.UseFlagOptions(zapOpts)))

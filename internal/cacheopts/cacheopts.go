@@ -190,12 +190,21 @@ func trimSecretMeta(m *metav1.ObjectMeta) {
 // signetAnnotations keeps only signet's own annotations (no
 // last-applied-configuration, no tenant's notes).
 func signetAnnotations(in map[string]string) map[string]string {
-	var out map[string]string
+	n := 0
+	for k := range in {
+		if strings.HasPrefix(k, "identity.signet.dev/") {
+			n++
+		}
+	}
+	switch {
+	case n == 0:
+		return nil
+	case n == len(in):
+		return in // only signet's already (a key Secret's record): keep the map as decoded
+	}
+	out := make(map[string]string, n)
 	for k, v := range in {
 		if strings.HasPrefix(k, "identity.signet.dev/") {
-			if out == nil {
-				out = map[string]string{}
-			}
 			out[k] = v
 		}
 	}

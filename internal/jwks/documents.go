@@ -180,8 +180,18 @@ func buildEntry(in tenantInput) (*entry, error) {
 		kids[i] = k.kid
 	}
 	e := &entry{pub: Publication{Owner: in.Owner, Issuer: in.Issuer, KIDs: kids}}
+	// The three bodies in one allocation of their exact size: the
+	// buffers they were written into keep up to twice their length, times
+	// 10,000 tenants in every replica.
+	total := 0
+	for _, body := range bodies {
+		total += len(body)
+	}
+	all := make([]byte, 0, total)
 	for r, body := range bodies {
-		e.docs[r].set(body, cache)
+		start := len(all)
+		all = append(all, body...)
+		e.docs[r].set(all[start:len(all):len(all)], cache)
 	}
 	return e, nil
 }
