@@ -234,32 +234,19 @@ func (r *TenantIdentityReconciler) observeSecret(ctx context.Context, src source
 	return &secret{ObjectMeta: m.ObjectMeta}, nil
 }
 
-// scanStrays finds the key Secrets of ti that nothing names (a crash
-// between storing a key and publishing it, then its labels stripped), by
-// listing the metadata of the namespace's key Secrets (their type is a
-// field the API server selects on) and returns their names. The list is
-// as long as the namespace has key Secrets, so it runs only after a
-// reconcile made a key for a TenantIdentity that has had keys, once the
-// new key is published: never on the way to publishing it. What it finds
-// the next reconcile reads by name (noteStrays) and adopts or destroys;
-// meanwhile the stray can have made one key too many, which the bound on
-// keys and the policy's adoption absorb.
-func (r *TenantIdentityReconciler) scanStrays(ctx context.Context, obs *observed) ([]string, error) {
-	ti, reader := obs.ti, r.liveSource().reader
-	list := &metav1.PartialObjectMetadataList{}
-	list.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("SecretList"))
-	if err := reader.List(ctx, list, client.InNamespace(ti.Namespace), client.MatchingFields{"type": string(secretTypeKey)}); err != nil {
-		return nil, fmt.Errorf("list secrets to find stray keys: %w", err)
-	}
-	var found []string
-	for i := range list.Items {
-		m := &list.Items[i]
-		labelled := slices.Equal(keySecretsOf(m), []string{ti.Name})
-		if metav1.IsControlledBy(m, ti) && m.DeletionTimestamp == nil && !labelled && !obs.hasSecret(m.Name) {
-			found = append(found, m.Name)
-		}
-	}
-	return found, nil
+// Stray key Secrets, whose labels someone stripped, leave the
+// label-selected cache. A stray that something names (the documents, the
+// status, the signing Secret) is read by name in every live observation.
+// One that nothing names (a key stored just before a crash, then its labels
+// stripped) is noted, with its TenantIdentity's next reconcile to read it
+// by name, when the cache sees it leave (noteLeft), or, for what happened
+// while no manager ran, by one scan of signet's key Secrets when the
+// controller starts (strayScan). No reconcile lists a namespace's Secrets:
+// 10,000 tenants in one namespace are 20,000 key Secrets.
+
+// isStray: m is a key Secret of ti whose labels no longer say so.
+func isStray(m *metav1.PartialObjectMetadata, owner string) bool {
+	return !slices.Equal(keySecretsOf(m), []string{owner})
 }
 
 // strayNotes are the names of stray key Secrets a scan found, by
@@ -315,13 +302,6 @@ func referencedKIDs(obs *observed) []string {
 	}
 	slices.Sort(kids)
 	return slices.Compact(kids)
-}
-
-// hasHistory: ti has had keys, so a key Secret of its may exist that
-// nothing names. A new TenantIdentity has none, and is spared the scan of
-// its namespace.
-func hasHistory(obs *observed) bool {
-	return len(obs.ti.Status.Keys) > 0 || obs.configMap != nil || obs.signing != nil || len(obs.keySecrets) > 0
 }
 
 // signingKID is the kid the signing Secret holds: its data when read live,

@@ -19,9 +19,11 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+	crsource "sigs.k8s.io/controller-runtime/pkg/source"
 
 	identityv1alpha1 "github.com/signet-dev/signet/api/v1alpha1"
 	"github.com/signet-dev/signet/internal/cacheopts"
@@ -59,6 +61,9 @@ type TenantIdentityReconciler struct {
 	// Secret may go on signing with a replaced key (kubelet's refresh of
 	// mounted Secrets); a replaced key's overlap counts from then.
 	SigningPropagation time.Duration
+	// WatchNamespace, when set, is the one namespace this instance
+	// watches (--watch-namespace); all when empty.
+	WatchNamespace string
 	// TenantSelector, when set, limits this instance to the
 	// TenantIdentities it matches (one shard of several).
 	TenantSelector labels.Selector
@@ -107,20 +112,7 @@ func (r *TenantIdentityReconciler) Reconcile(ctx context.Context, req ctrl.Reque
 	if obs, err = r.observe(ctx, &ti, r.liveSource()); err != nil {
 		return ctrl.Result{}, err
 	}
-	d := r.decide(obs)
-	scan := d.plan.Create != nil && hasHistory(obs)
-	res, err := r.carryOut(ctx, obs, d)
-	if err != nil || !scan || len(d.adopt)+len(d.destroy) > 0 {
-		return res, err
-	}
-	// A key was made: now that it is published, look for a key Secret of
-	// this TenantIdentity that nothing names (see scanStrays).
-	found, err := r.scanStrays(ctx, obs)
-	if err != nil || len(found) == 0 {
-		return res, err
-	}
-	r.strays.note(req.NamespacedName, found)
-	return ctrl.Result{RequeueAfter: time.Millisecond}, nil
+	return r.carryOut(ctx, obs, r.decide(obs))
 }
 
 // statusOf is the status d leads to when it is carried out as it is.
@@ -216,9 +208,15 @@ func (r *TenantIdentityReconciler) SetupWithManager(ctx context.Context, mgr ctr
 		ti, ok := o.(*identityv1alpha1.TenantIdentity)
 		return !ok || r.selects(ti)
 	})
+	strays := make(chan event.GenericEvent, 64)
+	if err := mgr.Add(&strayScan{r: r, reader: mgr.GetAPIReader(), found: strays}); err != nil {
+		return err
+	}
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&identityv1alpha1.TenantIdentity{}, builder.WithPredicates(selected)).
 		Owns(&corev1.Secret{}, builder.OnlyMetadata).
+		Watches(&corev1.Secret{}, handler.Funcs{DeleteFunc: r.noteLeft}, builder.OnlyMetadata).
+		WatchesRawSource(crsource.Channel(strays, &handler.EnqueueRequestForObject{})).
 		Owns(&corev1.ConfigMap{}).
 		Watches(&corev1.Namespace{}, handler.EnqueueRequestsFromMapFunc(r.tenantsInNamespace)).
 		Watches(&identityv1alpha1.TenantIdentity{}, handler.EnqueueRequestsFromMapFunc(r.rivals)).

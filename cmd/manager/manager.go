@@ -67,6 +67,7 @@ func newManager(ctx context.Context, cfg *rest.Config, o options) (manager.Manag
 			SystemNamespace:         o.systemNamespace,
 			SigningPropagation:      o.signingPropagation,
 			TenantSelector:          selector,
+			WatchNamespace:          o.watchNamespace,
 			MaxConcurrentReconciles: o.maxConcurrentReconciles,
 			Generate:                keys.Generate,
 		}

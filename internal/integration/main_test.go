@@ -142,7 +142,7 @@ func newManager(cfg *rest.Config, o replica) (manager.Manager, *jwks.Server, err
 		r := &controllers.TenantIdentityReconciler{
 			Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Clock: clock.RealClock{},
 			Recorder: cmp.Or[controllers.EventRecorder](o.recorder, mgr.GetEventRecorder("signet")), PublicBaseURL: publicBaseURL, OrgBinding: true,
-			SystemNamespace: systemNamespace, MaxConcurrentReconciles: o.workers, TenantSelector: o.selector, Generate: o.generate,
+			SystemNamespace: systemNamespace, MaxConcurrentReconciles: o.workers, TenantSelector: o.selector, WatchNamespace: o.watchNamespace, Generate: o.generate,
 		}
 		if err := r.SetupWithManager(context.Background(), mgr); err != nil {
 			return nil, nil, err
