@@ -66,7 +66,7 @@ manifests: $(CONTROLLER_GEN) ## CRDs and RBAC from the markers: the manager's ro
 
 .PHONY: generate
 generate: $(CONTROLLER_GEN) ## DeepCopy methods from the markers.
-	$(CONTROLLER_GEN) object:headerFile=hack/boilerplate.go.txt paths="./..."
+	$(CONTROLLER_GEN) object paths="./..."
 
 .PHONY: verify
 verify: ## Fail when regenerating changes a generated file (works on uncommitted edits too).
