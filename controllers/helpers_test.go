@@ -28,6 +28,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log"
 
 	identityv1alpha1 "github.com/signet-dev/signet/api/v1alpha1"
+	"github.com/signet-dev/signet/internal/cacheopts"
 	"github.com/signet-dev/signet/internal/keys"
 	"github.com/signet-dev/signet/internal/rotation"
 	"github.com/signet-dev/signet/internal/rotation/rotationtest"
@@ -161,7 +162,7 @@ func newDirectClient(t testing.TB) client.WithWatch {
 			return
 		}
 		ctx, stop := context.WithCancel(context.Background()) // until TestMain stops it
-		if err := tenancy.RegisterOrgSite(ctx, ca); err != nil {
+		if err := cacheopts.IndexOrgSite(ctx, ca); err != nil {
 			stop()
 			shared.err = err
 			return

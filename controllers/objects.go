@@ -28,7 +28,7 @@ const (
 	dataAlg     = "alg"
 
 	annKID         = identityv1alpha1.AnnotationKID
-	annAlgorithm   = "identity.signet.dev/algorithm"
+	annAlgorithm   = identityv1alpha1.AnnotationAlgorithm
 	annState       = identityv1alpha1.AnnotationKeyState
 	annPublishedAt = "identity.signet.dev/published-at"
 	annActivatesAt = "identity.signet.dev/activates-at"

@@ -198,10 +198,10 @@ func (r *TenantIdentityReconciler) keyBudget() *keyBudget {
 // metadata only), their namespaces (org binding), their rivals for the
 // same org/site and the claim records.
 func (r *TenantIdentityReconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manager) error {
-	if err := tenancy.RegisterOrgSite(ctx, mgr.GetFieldIndexer()); err != nil {
+	if err := cacheopts.IndexOrgSite(ctx, mgr.GetCache()); err != nil {
 		return err
 	}
-	if err := mgr.GetFieldIndexer().IndexField(ctx, cacheopts.SecretMetadata(), keySecretsField, keySecretsOf); err != nil {
+	if err := cacheopts.IndexField(ctx, mgr.GetCache(), cacheopts.SecretMetadata(), keySecretsField, cacheopts.WithinNamespace, keySecretsOf); err != nil {
 		return err
 	}
 	selected := predicate.NewPredicateFuncs(func(o client.Object) bool {

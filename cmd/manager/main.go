@@ -139,12 +139,14 @@ func defaultSystemNamespace() string {
 
 // The manager's GOGC unless the environment sets one. Most of its heap is
 // long-lived cache, which Go's default (100: the heap may grow to twice
-// what is live before a collection) would keep resident twice over, for
-// little CPU saved: the manager allocates little between bursts of
-// changes, and a server-only replica, which reconciles nothing, less.
+// what is live before a collection) would keep resident twice over. A
+// lower value costs CPU only when much is allocated: when the caches fill
+// at start and in bursts of changes. A server-only replica allocates
+// nothing per request (documents are pre-built), so it can go lower
+// still. Measured at 10,000 tenants in docs/performance.md ("Scale").
 const (
-	gcPercent           = 40
-	gcPercentServerOnly = 25
+	gcPercent           = 25
+	gcPercentServerOnly = 10
 )
 
 func main() {

@@ -133,7 +133,10 @@ func TrimConfigMap(serverOnly bool) func(any) (any, error) {
 			dropData(cm)
 			cm.ManagedFields = nil
 		}
-		cm.Annotations = signetAnnotations(cm.Annotations)
+		internMeta(&cm.ObjectMeta)
+		if cm.Labels[identityv1alpha1.LabelComponent] == tenancy.ComponentClaim {
+			cm.Data = internMap(cm.Data, nil) // the same three keys in every record
+		}
 		if serverOnly {
 			return serverConfigMap(cm), nil
 		}
@@ -179,36 +182,12 @@ func TrimSecret(in any) (any, error) {
 }
 
 func trimSecretMeta(m *metav1.ObjectMeta) {
-	m.Annotations = signetAnnotations(m.Annotations)
+	internMeta(m)
 	if m.Labels[identityv1alpha1.LabelComponent] != identityv1alpha1.ComponentSigningKey {
 		m.ManagedFields = nil
 		return
 	}
 	managedfields.Compact(m)
-}
-
-// signetAnnotations keeps only signet's own annotations (no
-// last-applied-configuration, no tenant's notes).
-func signetAnnotations(in map[string]string) map[string]string {
-	n := 0
-	for k := range in {
-		if strings.HasPrefix(k, "identity.signet.dev/") {
-			n++
-		}
-	}
-	switch {
-	case n == 0:
-		return nil
-	case n == len(in):
-		return in // only signet's already (a key Secret's record): keep the map as decoded
-	}
-	out := make(map[string]string, n)
-	for k, v := range in {
-		if strings.HasPrefix(k, "identity.signet.dev/") {
-			out[k] = v
-		}
-	}
-	return out
 }
 
 // maxConditionMessage: signet's own messages are capped at about 1 KiB;
@@ -227,6 +206,7 @@ func TrimTenantIdentity(serverOnly bool) func(any) (any, error) {
 			return in, nil
 		}
 		ti.ManagedFields, ti.Annotations = nil, nil
+		internTenantIdentity(ti)
 		for i := range ti.Status.Conditions {
 			if c := &ti.Status.Conditions[i]; len(c.Message) > maxConditionMessage {
 				c.Message = c.Message[:maxConditionMessage]
@@ -295,8 +275,8 @@ func TrimNamespace(in any) (any, error) {
 	return &corev1.Namespace{
 		TypeMeta: ns.TypeMeta,
 		ObjectMeta: metav1.ObjectMeta{
-			Name: ns.Name, UID: ns.UID, ResourceVersion: ns.ResourceVersion,
-			Labels: ns.Labels, DeletionTimestamp: ns.DeletionTimestamp,
+			Name: intern(ns.Name), UID: ns.UID, ResourceVersion: ns.ResourceVersion,
+			Labels: internMap(ns.Labels, nil), DeletionTimestamp: ns.DeletionTimestamp,
 		},
 	}, nil
 }

@@ -1,19 +1,3 @@
-/*
-Copyright 2026 The signet authors.
-
-Licensed under the Apache License, Version 2.0 (the "License");
-you may not use this file except in compliance with the License.
-You may obtain a copy of the License at
-
-    http://www.apache.org/licenses/LICENSE-2.0
-
-Unless required by applicable law or agreed to in writing, software
-distributed under the License is distributed on an "AS IS" BASIS,
-WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
-See the License for the specific language governing permissions and
-limitations under the License.
-*/
-
 package jwks
 
 import (
@@ -125,7 +109,7 @@ func BenchmarkServeJWKS304(b *testing.B) {
 			inm := make([][]string, len(bt.paths))
 			for i, p := range bt.paths {
 				org, site, rt, _ := parsePath(p)
-				inm[i] = []string{bt.s.store.get(tenantKey{org, site}).docs[rt].etag}
+				inm[i] = []string{bt.s.store.get(tenantKey{org, site}).docs[rt].etag()}
 			}
 			r, w := bt.request(), &benchWriter{h: http.Header{}}
 			b.ReportAllocs()

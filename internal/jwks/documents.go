@@ -1,19 +1,3 @@
-/*
-Copyright 2026 The signet authors.
-
-Licensed under the Apache License, Version 2.0 (the "License");
-you may not use this file except in compliance with the License.
-You may obtain a copy of the License at
-
-    http://www.apache.org/licenses/LICENSE-2.0
-
-Unless required by applicable law or agreed to in writing, software
-distributed under the License is distributed on an "AS IS" BASIS,
-WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
-See the License for the specific language governing permissions and
-limitations under the License.
-*/
-
 package jwks
 
 import (
@@ -90,22 +74,20 @@ type tenantInput struct {
 	Owner Owner
 }
 
-// document is one pre-serialized response. The header values are
-// single-element slices built once and assigned (never appended to) per
-// request, so a 200 costs no allocation for headers. They point into vals,
-// and the three strings share one allocation. With 10,000 org/sites the
-// request path is bound by cache misses, not instructions, so the layout
-// matters: what a 200 reads (the three slices and body) comes first and
-// fits in two cache lines, the ETag a 304 compares follows. A document is
-// built in place (set) and never copied.
+// document is one pre-serialized response: its body, and its ETag,
+// Cache-Control and Content-Length values, which share one allocation.
+// Each header is a one-element slice of vals made per request (a slice of
+// an array in place: no allocation), so a 200 costs no allocation for
+// headers, and 10,000 org/sites hold no slice headers for them. With
+// 10,000 org/sites the request path is bound by cache misses, not
+// instructions: what a 200 reads is these 72 bytes. A document is built in
+// place (set) and never copied.
 type document struct {
-	etagHdr  []string // {etag}
-	cacheHdr []string // {"public, max-age=N"}
-	lenHdr   []string // {len(body)}
-	body     []byte
-	etag     string // quoted strong entity-tag; = vals[0]
-	vals     [3]string
+	vals [3]string // etag (quoted strong entity-tag), cache-control, content-length
+	body []byte
 }
+
+func (d *document) etag() string { return d.vals[0] }
 
 // entry is what the server holds for one org/site. It is immutable once
 // stored; a change stores a new entry.
@@ -137,7 +119,7 @@ func (e *entry) sameAs(o *entry) bool {
 		return false
 	}
 	for r := range e.docs {
-		if e.docs[r].etag != o.docs[r].etag || e.docs[r].cacheHdr[0] != o.docs[r].cacheHdr[0] {
+		if e.docs[r].vals[0] != o.docs[r].vals[0] || e.docs[r].vals[1] != o.docs[r].vals[1] {
 			return false
 		}
 	}
@@ -201,8 +183,7 @@ func (d *document) set(body []byte, cacheControl string) {
 	etag, length := entityTag(body), strconv.Itoa(len(body))
 	all := etag + cacheControl + length // one allocation for the three values
 	d.vals = [3]string{all[:len(etag)], all[len(etag) : len(etag)+len(cacheControl)], all[len(etag)+len(cacheControl):]}
-	d.etagHdr, d.cacheHdr, d.lenHdr = d.vals[0:1:1], d.vals[1:2:2], d.vals[2:3:3]
-	d.etag, d.body = d.vals[0], body
+	d.body = body
 }
 
 // entityTag is a strong ETag: base64url of the first 144 bits of the

@@ -1,19 +1,3 @@
-/*
-Copyright 2026 The signet authors.
-
-Licensed under the Apache License, Version 2.0 (the "License");
-you may not use this file except in compliance with the License.
-You may obtain a copy of the License at
-
-    http://www.apache.org/licenses/LICENSE-2.0
-
-Unless required by applicable law or agreed to in writing, software
-distributed under the License is distributed on an "AS IS" BASIS,
-WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
-See the License for the specific language governing permissions and
-limitations under the License.
-*/
-
 package jwks
 
 import (
@@ -114,7 +98,7 @@ func TestBuildEntrySPIFFERefreshHintAtLeastOne(t *testing.T) {
 	if set := decode[keySet](t, e.docs[routeSPIFFE].body); *set.RefreshHint != 1 {
 		t.Errorf("spiffe_refresh_hint = %d, want 1", *set.RefreshHint)
 	}
-	if got := e.docs[routeJWKS].cacheHdr[0]; got != "public, max-age=0" {
+	if got := e.docs[routeJWKS].vals[1]; got != "public, max-age=0" {
 		t.Errorf("Cache-Control = %q", got)
 	}
 }
@@ -250,7 +234,7 @@ func TestBuildEntryDeterministic(t *testing.T) {
 	}
 	in.Sequence++
 	e3, _ := buildEntry(in)
-	if e1.sameAs(e3) || e1.docs[routeJWKS].etag != e3.docs[routeJWKS].etag {
+	if e1.sameAs(e3) || e1.docs[routeJWKS].etag() != e3.docs[routeJWKS].etag() {
 		t.Errorf("a new sequence must change only the SPIFFE document")
 	}
 }

@@ -1,19 +1,3 @@
-/*
-Copyright 2026 The signet authors.
-
-Licensed under the Apache License, Version 2.0 (the "License");
-you may not use this file except in compliance with the License.
-You may obtain a copy of the License at
-
-    http://www.apache.org/licenses/LICENSE-2.0
-
-Unless required by applicable law or agreed to in writing, software
-distributed under the License is distributed on an "AS IS" BASIS,
-WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
-See the License for the specific language governing permissions and
-limitations under the License.
-*/
-
 package jwks
 
 import (
@@ -98,15 +82,15 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) (route, int) {
 // writeDocument writes d, or 304 when the client holds it already.
 func writeDocument(w http.ResponseWriter, r *http.Request, d *document) int {
 	h := w.Header()
-	h["Etag"] = d.etagHdr
-	h["Cache-Control"] = d.cacheHdr
+	h["Etag"] = d.vals[0:1:1]
+	h["Cache-Control"] = d.vals[1:2:2]
 	h["X-Content-Type-Options"] = hdrNoSniff
-	if inm, ok := r.Header["If-None-Match"]; ok && noneMatchHits(inm, d.etag) {
+	if inm, ok := r.Header["If-None-Match"]; ok && noneMatchHits(inm, d.etag()) {
 		w.WriteHeader(http.StatusNotModified)
 		return http.StatusNotModified
 	}
 	h["Content-Type"] = hdrJSON
-	h["Content-Length"] = d.lenHdr
+	h["Content-Length"] = d.vals[2:3:3]
 	w.WriteHeader(http.StatusOK)
 	if r.Method != http.MethodHead {
 		_, _ = w.Write(d.body)

@@ -1,19 +1,3 @@
-/*
-Copyright 2026 The signet authors.
-
-Licensed under the Apache License, Version 2.0 (the "License");
-you may not use this file except in compliance with the License.
-You may obtain a copy of the License at
-
-    http://www.apache.org/licenses/LICENSE-2.0
-
-Unless required by applicable law or agreed to in writing, software
-distributed under the License is distributed on an "AS IS" BASIS,
-WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
-See the License for the specific language governing permissions and
-limitations under the License.
-*/
-
 package jwks
 
 import (
@@ -70,7 +54,7 @@ func TestServeDocuments(t *testing.T) {
 					"Content-Type":           "application/json",
 					"Content-Length":         strconv.Itoa(len(want.body)),
 					"Cache-Control":          "public, max-age=300",
-					"Etag":                   want.etag,
+					"Etag":                   want.etag(),
 					"X-Content-Type-Options": "nosniff",
 				} {
 					if got := h.Get(name); got != value {
@@ -138,7 +122,7 @@ func TestServedJWKSVerifiesTokens(t *testing.T) {
 func TestIfNoneMatch(t *testing.T) {
 	f := newServedFixture(t)
 	path := docPath("acme", siteA, routeJWKS)
-	etag := f.s.store.get(tenantKey{"acme", siteA}).docs[routeJWKS].etag
+	etag := f.s.store.get(tenantKey{"acme", siteA}).docs[routeJWKS].etag()
 	tests := []struct {
 		name   string
 		values []string

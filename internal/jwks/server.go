@@ -1,19 +1,3 @@
-/*
-Copyright 2026 The signet authors.
-
-Licensed under the Apache License, Version 2.0 (the "License");
-you may not use this file except in compliance with the License.
-You may obtain a copy of the License at
-
-    http://www.apache.org/licenses/LICENSE-2.0
-
-Unless required by applicable law or agreed to in writing, software
-distributed under the License is distributed on an "AS IS" BASIS,
-WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
-See the License for the specific language governing permissions and
-limitations under the License.
-*/
-
 package jwks
 
 import (
@@ -37,7 +21,7 @@ import (
 	crlog "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
 
-	"github.com/signet-dev/signet/internal/tenancy"
+	"github.com/signet-dev/signet/internal/cacheopts"
 )
 
 // Defaults of Options, the same as the manager's flag defaults.
@@ -130,7 +114,7 @@ func Add(mgr manager.Manager, opts Options) (*Server, error) {
 		return nil, err
 	}
 	ctx := context.Background()
-	if err := tenancy.RegisterOrgSite(ctx, mgr.GetFieldIndexer()); err != nil {
+	if err := cacheopts.IndexOrgSite(ctx, mgr.GetCache()); err != nil {
 		return nil, fmt.Errorf("jwks: index TenantIdentity by org/site: %w", err)
 	}
 	if err := s.watch(ctx, mgr.GetCache()); err != nil {

@@ -39,12 +39,11 @@ type cacheView struct {
 
 func (v cacheView) claims(k tenantKey) ([]v1alpha1.TenantIdentity, error) {
 	var list v1alpha1.TenantIdentityList
-	opts := []client.ListOption{client.MatchingFields{tenancy.OrgSiteField: k.String()}}
-	if v.opts.WatchNamespace != "" {
-		opts = append(opts, client.InNamespace(v.opts.WatchNamespace))
-	}
-	// Through the field index: resolving one org/site never lists all TenantIdentities.
-	if err := v.reader.List(v.ctx, &list, opts...); err != nil {
+	// Through the field index: resolving one org/site never lists all
+	// TenantIdentities. The index serves lookups across namespaces only
+	// (cacheopts.IndexOrgSite); with --watch-namespace the cache holds that
+	// namespace alone.
+	if err := v.reader.List(v.ctx, &list, client.MatchingFields{tenancy.OrgSiteField: k.String()}); err != nil {
 		return nil, err
 	}
 	return list.Items, nil

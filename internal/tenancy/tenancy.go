@@ -5,8 +5,6 @@ package tenancy
 
 import (
 	"cmp"
-	"context"
-	"strings"
 
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -14,7 +12,8 @@ import (
 )
 
 // OrgSiteField indexes TenantIdentities by "<org>/<siteID>": every claim on
-// one org/site, without listing all TenantIdentities.
+// one org/site, without listing all TenantIdentities (the index is added by
+// cacheopts.IndexOrgSite).
 const OrgSiteField = "spec.orgSite"
 
 // OrgSite is the index value of an org/site.
@@ -27,16 +26,6 @@ func OrgSiteValues(o client.Object) []string {
 		return nil
 	}
 	return []string{OrgSite(ti.Spec.Org, ti.Spec.SiteID)}
-}
-
-// RegisterOrgSite adds the org/site index. It is idempotent: the controller
-// and the server each register it, and the second registration is a no-op.
-func RegisterOrgSite(ctx context.Context, indexer client.FieldIndexer) error {
-	err := indexer.IndexField(ctx, &identityv1alpha1.TenantIdentity{}, OrgSiteField, OrgSiteValues)
-	if err != nil && strings.Contains(err.Error(), "indexer conflict") {
-		return nil
-	}
-	return err
 }
 
 // Winner is the TenantIdentity that owns an org/site among its claimants:
