@@ -99,7 +99,8 @@ func waitReconciles(ctx context.Context, metricsURL string, n int, start time.Ti
 }
 
 // replicaPoll GETs every tenant's jwks.json on the replica, one after
-// the other, over and over, until stopped, at most pollRate a second: on
+// the other, over and over, until stopped after one full pass at least,
+// at most pollRate a second: on
 // two cores a poll at full speed would take a core from the manager it
 // is meant to watch.
 type replicaPoll struct {
@@ -130,12 +131,18 @@ func pollReplica(ctx context.Context, base string, ts []tenant) *replicaPoll {
 		defer func() { p.res.Tenants = len(bad) }()
 		tick := time.NewTicker(time.Second / pollRate * pollBatch)
 		defer tick.Stop()
+		stopCh := p.stopCh
 		for {
 			for i, t := range ts {
 				if i%pollBatch == 0 {
 					select {
-					case <-p.stopCh:
-						return
+					case <-stopCh:
+						// Asked to stop: only once every tenant was asked
+						// at least once (a restart can be quicker than a pass).
+						if p.res.Passes > 0 {
+							return
+						}
+						stopCh = nil
 					case <-ctx.Done():
 						return
 					case <-tick.C:
@@ -148,6 +155,9 @@ func pollReplica(ctx context.Context, base string, ts []tenant) *replicaPoll {
 				}
 			}
 			p.res.Passes++
+			if stopCh == nil {
+				return
+			}
 		}
 	}()
 	return p
