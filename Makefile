@@ -94,8 +94,17 @@ lint: $(GOLANGCI_LINT) ## golangci-lint, with the package boundaries (.golangci.
 # unit never builds or looks for envtest assets: in -short mode the tests
 # that need a control plane skip (internal/testenv), the rest run.
 .PHONY: unit
-unit: ## The fast loop: every test that needs no control plane (go test -short; UNIT_FLAGS=-race adds the race detector).
-	go test -short $(UNIT_FLAGS) ./...
+unit: $(HELM) $(PROMTOOL) ## The fast loop: every test that needs no control plane (go test -short; UNIT_FLAGS=-race adds the race detector).
+	HELM=$(HELM) PROMTOOL=$(PROMTOOL) go test -short $(UNIT_FLAGS) ./...
+
+# unit-alone is make unit as a machine without envtest assets runs it
+# (KUBEBUILDER_ASSETS unset, an empty asset cache): a package that starts
+# a control plane in -short mode, or fails without one, fails here.
+.PHONY: unit-alone
+unit-alone: $(HELM) $(PROMTOOL) ## make unit with no envtest assets at all (make test runs it).
+	cache=$$(mktemp -d) && trap 'rm -rf "$$cache"' EXIT && \
+	env -u KUBEBUILDER_ASSETS SIGNET_CACHE="$$cache" $(MAKE) --no-print-directory unit && \
+	if [ -n "$$(ls -A "$$cache")" ]; then echo "make unit wrote to the envtest asset cache"; exit 1; fi
 
 .PHONY: test-go
 test-go: $(HELM) $(PROMTOOL) ## Unit, envtest and end-to-end tests against a real kube-apiserver and etcd (the chart's and alerts' tests run helm and promtool).
@@ -106,7 +115,7 @@ test-ship: ## Only what ships: the image and Dockerfile, the chart (helm lint/te
 	$(MAKE) --no-print-directory test-go TEST_PKGS="./hack/image/... ./charts/... ./config/prometheus/... ./cmd/kubectl-signet/..."
 
 .PHONY: test
-test: verify vet lint test-go ## Everything CI runs.
+test: verify vet lint unit-alone test-go ## Everything CI runs.
 
 ##@ Build and run
 

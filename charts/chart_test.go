@@ -381,6 +381,7 @@ func TestCRDsMatchConfig(t *testing.T) {
 // schemas for Certificate, ServiceMonitor and PrometheusRule, RBAC's
 // escalation checks).
 func TestDryRunServer(t *testing.T) {
+	requireControlPlane(t)
 	t.Parallel()
 	for _, s := range scenarios {
 		t.Run(s.name, func(t *testing.T) {

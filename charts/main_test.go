@@ -3,6 +3,7 @@ package charts
 import (
 	"bytes"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -42,6 +43,12 @@ func TestMain(m *testing.M) {
 }
 
 func runMain(m *testing.M) int {
+	flag.Parse() // for testing.Short
+	if testing.Short() {
+		// make unit: the tests that need a control plane (or kubectl from
+		// its assets) skip; the others (helm, promtool) run.
+		return m.Run()
+	}
 	if os.Getenv("KUBEBUILDER_ASSETS") == "" {
 		fmt.Fprintln(os.Stderr, "KUBEBUILDER_ASSETS is not set: run the tests with `make test`, "+
 			"or export KUBEBUILDER_ASSETS=$(hack/envtest-assets.sh)")
@@ -94,6 +101,14 @@ func writeKubeconfig(dir string) (string, error) {
 	return path, os.WriteFile(path, data, 0o600)
 }
 
+// requireControlPlane skips t in -short mode, where no control plane runs.
+func requireControlPlane(t *testing.T) {
+	t.Helper()
+	if env == nil {
+		t.Skip("needs kube-apiserver and etcd: skipped in -short mode (make unit); make test runs it")
+	}
+}
+
 // tool is the path of a binary the Makefile builds into bin/ (and passes in
 // $env), or kubectl from the envtest assets.
 func tool(t *testing.T, envVar, name string) string {
@@ -112,6 +127,9 @@ func kubectl(t *testing.T) string {
 	t.Helper()
 	path := filepath.Join(os.Getenv("KUBEBUILDER_ASSETS"), "kubectl")
 	if _, err := os.Stat(path); err != nil {
+		if testing.Short() {
+			t.Skip("needs kubectl from the envtest assets: skipped in -short mode (make unit); make test runs it")
+		}
 		t.Fatalf("no kubectl in KUBEBUILDER_ASSETS (hack/envtest-assets.sh provides one): %v", err)
 	}
 	return path

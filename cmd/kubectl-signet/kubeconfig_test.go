@@ -14,6 +14,7 @@ import (
 // namespace is the default, -n overrides it, and $KUBECONFIG is read when
 // --kubeconfig is not given.
 func TestKubeconfigLikeKubectl(t *testing.T) {
+	env.Require(t)
 	t.Parallel()
 	ti := tenant(t, "acme-dc1", nil)
 	cfg, err := clientcmd.LoadFromFile(kubeconfig)
@@ -53,6 +54,7 @@ func TestKubeconfigLikeKubectl(t *testing.T) {
 // TestKubectlRunsPlugin: the built binary on $PATH is `kubectl signet`,
 // and it reads $KUBECONFIG as kubectl does.
 func TestKubectlRunsPlugin(t *testing.T) {
+	env.Require(t)
 	t.Parallel()
 	ti := tenant(t, "acme-dc1", nil)
 	bin := t.TempDir()

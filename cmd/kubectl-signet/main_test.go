@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"net"
 	"net/http"
@@ -51,6 +52,10 @@ func TestMain(m *testing.M) { os.Exit(runMain(m)) }
 
 func runMain(m *testing.M) int {
 	crlog.SetLogger(logr.Discard())
+	flag.Parse() // for testing.Short
+	if testing.Short() {
+		return m.Run() // make unit: every test here needs the control plane, and skips (env.Require)
+	}
 	e, err := testenv.Start()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -159,6 +164,7 @@ type result struct {
 // plugin runs the plugin with the admin kubeconfig, as `kubectl signet`.
 func plugin(t *testing.T, args ...string) result {
 	t.Helper()
+	env.Require(t)
 	var stdout, stderr bytes.Buffer
 	code := run(context.Background(), append([]string{"--kubeconfig", kubeconfig}, args...), &stdout, &stderr)
 	return result{code: code, stdout: stdout.String(), stderr: stderr.String()}

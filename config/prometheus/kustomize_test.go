@@ -3,6 +3,7 @@ package prometheus
 import (
 	"bytes"
 	"context"
+	"flag"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -23,6 +24,12 @@ var kubeconfig string
 func TestMain(m *testing.M) { os.Exit(runMain(m)) }
 
 func runMain(m *testing.M) int {
+	flag.Parse() // for testing.Short
+	if testing.Short() {
+		// make unit: the tests that need a control plane (or kubectl from
+		// its assets) skip; the others (helm, promtool) run.
+		return m.Run()
+	}
 	if os.Getenv("KUBEBUILDER_ASSETS") == "" {
 		fmt.Fprintln(os.Stderr, "KUBEBUILDER_ASSETS is not set: run the tests with `make test`, "+
 			"or export KUBEBUILDER_ASSETS=$(hack/envtest-assets.sh)")
@@ -74,6 +81,9 @@ func kubectl(t *testing.T) string {
 	t.Helper()
 	path := filepath.Join(os.Getenv("KUBEBUILDER_ASSETS"), "kubectl")
 	if _, err := os.Stat(path); err != nil {
+		if testing.Short() {
+			t.Skip("needs kubectl from the envtest assets: skipped in -short mode (make unit); make test runs it")
+		}
 		t.Fatalf("no kubectl in KUBEBUILDER_ASSETS (hack/envtest-assets.sh provides one): %v", err)
 	}
 	return path

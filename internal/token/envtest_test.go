@@ -103,7 +103,10 @@ func TestMain(m *testing.M) {
 
 func suite(t *testing.T) *envSuite {
 	t.Helper()
-	// No skip: a missing control plane is a failure, as in every package.
+	if testing.Short() {
+		t.Skip(testenv.SkipMessage)
+	}
+	// Otherwise no skip: a missing control plane is a failure, as in every package.
 	if os.Getenv("KUBEBUILDER_ASSETS") == "" {
 		t.Fatal("KUBEBUILDER_ASSETS is not set: run `make test`, or with KUBEBUILDER_ASSETS=$(hack/envtest-assets.sh)")
 	}
