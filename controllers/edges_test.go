@@ -2,6 +2,8 @@ package controllers
 
 import (
 	"context"
+	"fmt"
+	"maps"
 	"slices"
 	"testing"
 	"time"
@@ -9,6 +11,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/util/workqueue"
 	"k8s.io/utils/clock"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -280,17 +284,15 @@ func TestInvariant5StrayKeySecrets(t *testing.T) {
 		h.edit(func() error { return h.c.Create(h.ctx, junk) })
 		// It lost its labels while no manager ran: the scan when the
 		// controller starts finds it.
-		found := make(chan event.GenericEvent, 8)
-		if err := (&strayScan{r: h.r, reader: h.c, found: found}).Start(h.ctx); err != nil {
+		found := make(chan event.GenericEvent, maxStrayNotes)
+		if err := (&strayScan{r: h.r, reader: h.c, namespace: h.ns, found: found}).Start(h.ctx); err != nil {
 			t.Fatal(err)
 		}
-		queued := false // (other tests' strays are queued too: the scan covers every namespace)
-		for len(found) > 0 {
-			e := <-found
-			queued = queued || (e.Object.GetNamespace() == h.ns && e.Object.GetName() == h.name)
+		if len(found) != 1 {
+			t.Fatalf("the scan queued %d TenantIdentities, want the owner", len(found))
 		}
-		if !queued {
-			t.Fatal("the scan did not queue the owner")
+		if e := <-found; e.Object.GetNamespace() != h.ns || e.Object.GetName() != h.name {
+			t.Fatalf("the scan queued %s/%s", e.Object.GetNamespace(), e.Object.GetName())
 		}
 		h.at(time.Minute)
 		h.reconcile()
@@ -383,4 +385,111 @@ func TestDeletesCarryUIDPrecondition(t *testing.T) {
 		t.Fatalf("the Secret recreated under A's name was deleted: %v", err)
 	}
 	h.events.take()
+}
+
+// The notes of stray key Secrets are a bounded set: a tenant toggling the
+// labels of many Secrets controlled by its TenantIdentity cannot grow them.
+func TestStrayNotesAreABoundedSet(t *testing.T) {
+	tenant := types.NamespacedName{Namespace: "ns", Name: "ti"}
+	cases := []struct {
+		name  string
+		notes [][]string
+		want  int
+	}{
+		{"one name noted again and again", [][]string{{"a"}, {"a"}, {"a", "a"}}, 1},
+		{"a few names", [][]string{{"a", "b"}, {"c"}}, 3},
+		{"more names than the bound", [][]string{manyNames(3 * maxStrayNotes)}, maxStrayNotes},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			var n strayNotes
+			for _, names := range c.notes {
+				n.note(tenant, names)
+			}
+			if got := len(n.of(tenant)); got != c.want {
+				t.Errorf("%d names noted, want %d", got, c.want)
+			}
+			n.done(tenant)
+			if got := len(n.of(tenant)); got != 0 {
+				t.Errorf("%d names after done", got)
+			}
+		})
+	}
+}
+
+func manyNames(n int) []string {
+	out := make([]string, n)
+	for i := range out {
+		out[i] = fmt.Sprintf("s%d", i)
+	}
+	return out
+}
+
+// A Secret leaving the cache, or relabelled out of its owner's index, is
+// noted only for a TenantIdentity this instance reconciles; and a
+// reconcile that leaves a TenantIdentity alone clears its notes.
+func TestStrayNotesOnlyForReconciledTenants(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	ti := h.create(nil)
+	h.reconcile()
+	h.events.take()
+	secretOf := func(owner string, labels map[string]string) *metav1.PartialObjectMetadata {
+		m := &metav1.PartialObjectMetadata{TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "Secret"},
+			ObjectMeta: metav1.ObjectMeta{Namespace: h.ns, Name: owner + "-0123456789", Labels: labels}}
+		ref := metav1.NewControllerRef(ti, identityv1alpha1.GroupVersion.WithKind("TenantIdentity"))
+		ref.Name = owner
+		m.OwnerReferences = []metav1.OwnerReference{*ref}
+		return m
+	}
+	keyLabels := keySecretLabels(ti, "")
+	other := maps.Clone(keyLabels)
+	other[identityv1alpha1.LabelComponent] = "something-else"
+	selectNone := labels.SelectorFromSet(labels.Set{"shard": "none"})
+	cases := []struct {
+		name     string
+		selector labels.Selector
+		event    func(r *TenantIdentityReconciler, q workqueue.TypedRateLimitingInterface[reconcile.Request])
+		queued   bool
+	}{
+		{"left the cache", nil, func(r *TenantIdentityReconciler, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+			r.noteLeft(h.ctx, event.DeleteEvent{Object: secretOf(h.name, keyLabels)}, q)
+		}, true},
+		{"relabelled out of the index", nil, func(r *TenantIdentityReconciler, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+			r.noteRelabelled(h.ctx, event.UpdateEvent{ObjectOld: secretOf(h.name, keyLabels), ObjectNew: secretOf(h.name, other)}, q)
+		}, true},
+		{"updated, still its owner's key", nil, func(r *TenantIdentityReconciler, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+			r.noteRelabelled(h.ctx, event.UpdateEvent{ObjectOld: secretOf(h.name, keyLabels), ObjectNew: secretOf(h.name, keyLabels)}, q)
+		}, false},
+		{"owner gone", nil, func(r *TenantIdentityReconciler, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+			r.noteLeft(h.ctx, event.DeleteEvent{Object: secretOf("no-such-tenant", keyLabels)}, q)
+		}, false},
+		{"owner reconciled by another shard", selectNone, func(r *TenantIdentityReconciler, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+			r.noteLeft(h.ctx, event.DeleteEvent{Object: secretOf(h.name, keyLabels)}, q)
+		}, false},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			r := h.reconciler(h.c)
+			r.TenantSelector = c.selector
+			q := workqueue.NewTypedRateLimitingQueue(workqueue.DefaultTypedControllerRateLimiter[reconcile.Request]())
+			defer q.ShutDown()
+			c.event(r, q)
+			noted := len(r.strays.of(client.ObjectKeyFromObject(ti))) > 0
+			if got := q.Len() == 1; got != c.queued || noted != c.queued {
+				t.Errorf("queued %v, noted %v; want %v", got, noted, c.queued)
+			}
+		})
+	}
+	t.Run("a reconcile that leaves the TenantIdentity alone clears its notes", func(t *testing.T) {
+		r := h.reconciler(h.c)
+		r.TenantSelector = selectNone
+		r.strays.note(client.ObjectKeyFromObject(ti), []string{"s"})
+		if _, err := r.Reconcile(h.ctx, reqFor(h.ns, h.name)); err != nil {
+			t.Fatal(err)
+		}
+		if n := r.strays.of(client.ObjectKeyFromObject(ti)); len(n) != 0 {
+			t.Errorf("notes kept: %v", n)
+		}
+	})
 }

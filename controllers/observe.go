@@ -14,6 +14,7 @@ import (
 
 	identityv1alpha1 "github.com/signet-dev/signet/api/v1alpha1"
 	"github.com/signet-dev/signet/internal/keys"
+	"github.com/signet-dev/signet/internal/rotation"
 	"github.com/signet-dev/signet/internal/tenancy"
 )
 
@@ -245,16 +246,26 @@ func (r *TenantIdentityReconciler) observeSecret(ctx context.Context, src source
 // 10,000 tenants in one namespace are 20,000 key Secrets.
 
 // isStray: m is a key Secret of ti whose labels no longer say so.
-func isStray(m *metav1.PartialObjectMetadata, owner string) bool {
-	return !slices.Equal(keySecretsOf(m), []string{owner})
+func isStray(o client.Object, owner string) bool {
+	return !slices.Equal(keySecretsOf(o), []string{owner})
 }
 
-// strayNotes are the names of stray key Secrets a scan found, by
-// TenantIdentity, for its next reconcile to read.
+// strayNotes are the names of stray key Secrets the cache saw leave or
+// the start-up scan found, by TenantIdentity, for its next live
+// observation to read. A tenant can make as many Secrets controlled by its
+// TenantIdentity as it likes and toggle their labels: the notes are a set,
+// at most maxStrayNotes names a TenantIdentity (beyond, names are dropped:
+// a stray missed here is found by the scan at the next start), and are
+// cleared when a reconcile has dealt with them, when the TenantIdentity is
+// gone, or when this instance does not reconcile it.
 type strayNotes struct {
 	mu     sync.Mutex
 	byName map[types.NamespacedName][]string
 }
+
+// maxStrayNotes bounds the names noted for one TenantIdentity: twice the
+// keys it can hold.
+const maxStrayNotes = 2 * rotation.MaxKeys
 
 func (n *strayNotes) note(tenant types.NamespacedName, names []string) {
 	n.mu.Lock()
@@ -262,7 +273,13 @@ func (n *strayNotes) note(tenant types.NamespacedName, names []string) {
 	if n.byName == nil {
 		n.byName = map[types.NamespacedName][]string{}
 	}
-	n.byName[tenant] = append(n.byName[tenant], names...)
+	noted := n.byName[tenant]
+	for _, name := range names {
+		if len(noted) < maxStrayNotes && !slices.Contains(noted, name) {
+			noted = append(noted, name)
+		}
+	}
+	n.byName[tenant] = noted
 }
 
 func (n *strayNotes) of(tenant types.NamespacedName) []string {

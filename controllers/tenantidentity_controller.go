@@ -98,6 +98,7 @@ func (r *TenantIdentityReconciler) Reconcile(ctx context.Context, req ctrl.Reque
 		return ctrl.Result{}, err
 	}
 	if ti.DeletionTimestamp != nil || !r.selects(&ti) {
+		r.strays.done(req.NamespacedName)
 		return ctrl.Result{}, nil // owner references let the garbage collector remove what it owns
 	}
 	obs, err := r.observe(ctx, &ti, r.cached())
@@ -209,13 +210,14 @@ func (r *TenantIdentityReconciler) SetupWithManager(ctx context.Context, mgr ctr
 		return !ok || r.selects(ti)
 	})
 	strays := make(chan event.GenericEvent, 64)
-	if err := mgr.Add(&strayScan{r: r, reader: mgr.GetAPIReader(), found: strays}); err != nil {
+	scan := &strayScan{r: r, reader: mgr.GetAPIReader(), namespace: r.WatchNamespace, synced: mgr.GetCache().WaitForCacheSync, found: strays}
+	if err := mgr.Add(scan); err != nil {
 		return err
 	}
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&identityv1alpha1.TenantIdentity{}, builder.WithPredicates(selected)).
 		Owns(&corev1.Secret{}, builder.OnlyMetadata).
-		Watches(&corev1.Secret{}, handler.Funcs{DeleteFunc: r.noteLeft}, builder.OnlyMetadata).
+		Watches(&corev1.Secret{}, handler.Funcs{UpdateFunc: r.noteRelabelled, DeleteFunc: r.noteLeft}, builder.OnlyMetadata).
 		WatchesRawSource(crsource.Channel(strays, &handler.EnqueueRequestForObject{})).
 		Owns(&corev1.ConfigMap{}).
 		Watches(&corev1.Namespace{}, handler.EnqueueRequestsFromMapFunc(r.tenantsInNamespace)).
