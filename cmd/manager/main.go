@@ -140,10 +140,14 @@ func defaultSystemNamespace() string {
 // The manager's GOGC unless the environment sets one. Most of its heap is
 // long-lived cache, which Go's default (100: the heap may grow to twice
 // what is live before a collection) would keep resident twice over. A
-// lower value costs CPU only when much is allocated: when the caches fill
-// at start and in bursts of changes. A server-only replica allocates
-// nothing per request (documents are pre-built), so it can go lower
-// still. Measured at 10,000 tenants in docs/performance.md ("Scale").
+// lower value costs CPU in proportion to what is allocated: when the
+// caches fill at start and in bursts of changes, and, in a replica that
+// serves, per request (the handler allocates nothing, net/http does). A
+// server-only replica's heap is cache and pre-built documents, so it goes
+// lower; under a flood of requests that costs it some throughput (at 10,
+// 5 to 15 % fewer requests a second than at 25, measured with
+// hack/loadtest). Set GOGC to trade memory back for CPU. Measured at
+// 10,000 tenants in docs/performance.md ("Scale").
 const (
 	gcPercent           = 25
 	gcPercentServerOnly = 10

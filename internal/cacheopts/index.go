@@ -32,7 +32,9 @@ const (
 // ("field:<field>", "<namespace>/<value>" or "__all_namespaces/<value>"),
 // so that client.MatchingFields reads it as usual; the envtest suites,
 // which read every index through the manager's cache, break if that
-// convention ever changes.
+// convention ever changes. A lookup of the other scope finds nothing (no
+// error): the org/site index is read without client.InNamespace, the key
+// Secrets index with it.
 func IndexField(ctx context.Context, informers cache.Informers, obj client.Object, field string, scope Scope, extract client.IndexerFunc) error {
 	inf, err := informers.GetInformer(ctx, obj)
 	if err != nil {

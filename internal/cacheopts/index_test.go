@@ -2,11 +2,13 @@ package cacheopts
 
 import (
 	"context"
+	"strings"
 	"testing"
 
 	"github.com/google/uuid"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	toolscache "k8s.io/client-go/tools/cache"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -56,6 +58,16 @@ func TestIndexesAnswerTheirLookups(t *testing.T) {
 			go func() { _ = c.Start(ctx) }()
 			if !c.WaitForCacheSync(ctx) {
 				t.Fatal("no sync")
+			}
+			// One key per value: the lookups' own, not controller-runtime's two.
+			if inf, err := c.GetInformer(ctx, &identityv1alpha1.TenantIdentity{}); err != nil {
+				t.Fatal(err)
+			} else if idx, ok := inf.(interface{ GetIndexer() toolscache.Indexer }); ok {
+				for _, k := range idx.GetIndexer().ListIndexFuncValues("field:" + tenancy.OrgSiteField) {
+					if !strings.HasPrefix(k, "__all_namespaces/") {
+						t.Errorf("index key %q: the across-namespaces index keeps a namespaced key", k)
+					}
+				}
 			}
 			var claims identityv1alpha1.TenantIdentityList
 			if err := c.List(ctx, &claims, client.MatchingFields{tenancy.OrgSiteField: tenancy.OrgSite(org, site)}); err != nil {

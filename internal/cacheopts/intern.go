@@ -2,7 +2,7 @@ package cacheopts
 
 import (
 	"strings"
-	"unique"
+	"sync"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
@@ -14,16 +14,65 @@ import (
 // the strings signet's objects hold are the same in all of them: label
 // and annotation keys, namespaces, orgs, component names, owner kinds.
 // At 10,000 tenants those copies are about a kilobyte a tenant in every
-// replica, so the transforms keep one copy of each (unique.Make). Strings
-// of one object alone (names, UIDs, kids, times, keys) are left as they
-// are: interning them would only add an entry to the unique table.
+// replica, so the transforms keep one copy of each. Strings of one object
+// alone (names, UIDs, kids, times, keys) are left as they are.
+//
+// The copies are held here, strongly: unique.Make's table holds its
+// values weakly, so a copy it hands out is forgotten at the next
+// collection and every object decoded after it gets a copy of its own.
+// A tenant can make objects with new orgs or label keys, so the table is
+// bounded: signet's own constants are in it from the start, and at most
+// maxInterned strings found in objects join them; past that, strings are
+// kept as decoded (not shared, and the table does not grow).
+const maxInterned = 1 << 14
 
-// intern is the one shared copy of s.
+var interned = struct {
+	sync.RWMutex
+	m map[string]string
+}{m: seedInterned()}
+
+// seedInterned is signet's own constants, shared whatever the table holds.
+func seedInterned() map[string]string {
+	m := map[string]string{}
+	for _, s := range []string{
+		identityv1alpha1.LabelTenantIdentity, identityv1alpha1.LabelKID, identityv1alpha1.LabelOrg,
+		identityv1alpha1.LabelSite, identityv1alpha1.LabelComponent, tenancy.LabelOwnerNamespace,
+		identityv1alpha1.AnnotationKID, identityv1alpha1.AnnotationKeyState, identityv1alpha1.AnnotationAlgorithm,
+		identityv1alpha1.AnnotationKeyOrder, identityv1alpha1.AnnotationSequence,
+		identityv1alpha1.ComponentKey, identityv1alpha1.ComponentSigningKey, identityv1alpha1.ComponentJWKS, tenancy.ComponentClaim,
+		identityv1alpha1.ConditionReady, identityv1alpha1.ConditionPublished,
+		string(metav1.ConditionTrue), string(metav1.ConditionFalse), string(metav1.ConditionUnknown),
+		string(identityv1alpha1.KeyStateNext), string(identityv1alpha1.KeyStateActive), string(identityv1alpha1.KeyStateRetired),
+		identityv1alpha1.GroupVersion.String(), "TenantIdentity", "app.kubernetes.io/managed-by", "signet",
+	} {
+		m[s] = s
+	}
+	return m
+}
+
+// intern is the one shared copy of s, or s when the table is full.
 func intern(s string) string {
 	if s == "" {
 		return s
 	}
-	return unique.Make(s).Value()
+	interned.RLock()
+	c, ok := interned.m[s]
+	n := len(interned.m)
+	interned.RUnlock()
+	if ok || n >= maxInterned {
+		return cmp(c, s)
+	}
+	interned.Lock()
+	defer interned.Unlock()
+	if c, ok := interned.m[s]; ok {
+		return c
+	}
+	if len(interned.m) >= maxInterned {
+		return s
+	}
+	c = strings.Clone(s) // not a slice of a larger decoded buffer
+	interned.m[c] = c
+	return c
 }
 
 // sharedValues are the labels and annotations whose values repeat across

@@ -1,6 +1,8 @@
 package cacheopts
 
 import (
+	"fmt"
+	"runtime"
 	"strings"
 	"testing"
 	"unsafe"
@@ -40,7 +42,10 @@ func TestTransformsShareRepeatedStrings(t *testing.T) {
 		}
 		return out.(*metav1.PartialObjectMetadata).ObjectMeta
 	}
-	a, b := trim("a"), trim("b")
+	a := trim("a")
+	runtime.GC() // the shared copies outlive a collection
+	runtime.GC()
+	b := trim("b")
 	key := func(m map[string]string, k string) string {
 		for got := range m {
 			if got == k {
@@ -90,6 +95,7 @@ func TestTenantIdentitiesSharePolicyAndConditionStrings(t *testing.T) {
 	for _, serverOnly := range []bool{false, true} {
 		trim := TrimTenantIdentity(serverOnly)
 		oa, _ := trim(ti())
+		runtime.GC()
 		ob, _ := trim(ti())
 		a, b := oa.(*identityv1alpha1.TenantIdentity), ob.(*identityv1alpha1.TenantIdentity)
 		pairs := [][2]string{{a.Namespace, b.Namespace}, {a.Spec.Org, b.Spec.Org}, {a.Status.Conditions[0].Type, b.Status.Conditions[0].Type},
@@ -103,5 +109,34 @@ func TestTenantIdentitiesSharePolicyAndConditionStrings(t *testing.T) {
 				t.Errorf("serverOnly=%v: two copies of %q", serverOnly, p[0])
 			}
 		}
+	}
+}
+
+// A tenant's objects can carry any number of new label keys or orgs: the
+// table stops growing at its bound, and signet's own strings stay shared.
+func TestInternTableIsBounded(t *testing.T) {
+	interned.Lock()
+	saved := interned.m
+	interned.m = seedInterned()
+	interned.Unlock()
+	t.Cleanup(func() { // the other tests start from a table with room
+		interned.Lock()
+		interned.m = saved
+		interned.Unlock()
+	})
+	for i := range maxInterned + 100 {
+		intern(fmt.Sprintf("tenant-label-%d", i))
+	}
+	interned.RLock()
+	n := len(interned.m)
+	interned.RUnlock()
+	if n > maxInterned {
+		t.Fatalf("%d strings interned, bound %d", n, maxInterned)
+	}
+	if s := decoded("beyond-the-bound"); !same(intern(s), s) {
+		t.Error("a string past the bound was copied into the table")
+	}
+	if a, b := intern(decoded(identityv1alpha1.LabelOrg)), intern(decoded(identityv1alpha1.LabelOrg)); !same(a, b) {
+		t.Error("a constant of signet's is not shared once the table is full")
 	}
 }
