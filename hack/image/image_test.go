@@ -18,7 +18,9 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
+	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/layout"
@@ -222,7 +224,7 @@ func TestRunsHelp(t *testing.T) {
 	if err := os.WriteFile(bin, manager, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	out, err := exec.Command(bin, "--help").CombinedOutput()
+	out, err := runFresh(bin, "--help")
 	var exit *exec.ExitError
 	switch {
 	case errors.As(err, &exit) && exit.ExitCode() == 2: // the flag package's help with ContinueOnError
@@ -399,4 +401,19 @@ func readTar(t *testing.T, path string) map[string][]byte {
 func sha256Hex(b []byte) string {
 	sum := sha256.Sum256(b)
 	return hex.EncodeToString(sum[:])
+}
+
+// runFresh runs a binary the test has just written. Another test of the
+// package forking a child at the moment the file was open for writing
+// hands the child a copy of that descriptor, and exec then fails with
+// "text file busy" until the child has exec'd in turn: a moment, so try
+// again (seen on a cold run, when the builds make every fork slow).
+func runFresh(bin string, args ...string) ([]byte, error) {
+	for try := 0; ; try++ {
+		out, err := exec.Command(bin, args...).CombinedOutput()
+		if !errors.Is(err, syscall.ETXTBSY) || try == 50 {
+			return out, err
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }
