@@ -62,7 +62,9 @@ func TestIndexesAnswerTheirLookups(t *testing.T) {
 			// One key per value: the lookups' own, not controller-runtime's two.
 			if inf, err := c.GetInformer(ctx, &identityv1alpha1.TenantIdentity{}); err != nil {
 				t.Fatal(err)
-			} else if idx, ok := inf.(interface{ GetIndexer() toolscache.Indexer }); ok {
+			} else if idx, ok := inf.(interface{ GetIndexer() toolscache.Indexer }); !ok && watch == "" {
+				t.Fatalf("the informer (%T) shows no indexer: the keys cannot be checked", inf)
+			} else if ok {
 				for _, k := range idx.GetIndexer().ListIndexFuncValues("field:" + tenancy.OrgSiteField) {
 					if !strings.HasPrefix(k, "__all_namespaces/") {
 						t.Errorf("index key %q: the across-namespaces index keeps a namespaced key", k)

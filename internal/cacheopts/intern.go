@@ -59,8 +59,11 @@ func intern(s string) string {
 	c, ok := interned.m[s]
 	n := len(interned.m)
 	interned.RUnlock()
-	if ok || n >= maxInterned {
-		return cmp(c, s)
+	switch {
+	case ok:
+		return c
+	case n >= maxInterned:
+		return s
 	}
 	interned.Lock()
 	defer interned.Unlock()
